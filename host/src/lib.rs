@@ -1,1 +1,19 @@
+//! ComfyUMe: one Rust host for a whole ComfyUI workshop.
+//!
+//! Attendees use the real ComfyUI editor behind their own login; every prompt
+//! goes into one durable queue; sandboxed WebAssembly plugins decide which job
+//! runs next, whether a workflow may run at all, and on which GPU pool. See
+//! `README.md` for the tour and `docs/` for operators and plugin authors.
+//!
+//! Modules, in the order a job meets them:
+//! - [`config`]: layered configuration (defaults, TOML, environment).
+//! - [`plugins`]: the wasmtime runtime, the plugin registry and the built-ins.
+//! - [`server`]: the HTTP server (`comfyume serve`).
+//! - [`cli`]: the `comfyume` command line.
 
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod plugins;
+pub mod server;

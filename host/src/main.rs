@@ -1,1 +1,5 @@
-fn main(){}
+//! The `comfyume` binary: see [`comfyume::cli`].
+
+fn main() -> std::process::ExitCode {
+    comfyume::cli::main()
+}

@@ -1,0 +1,163 @@
+//! Configuration: built-in defaults, then the TOML file, then the
+//! environment.
+//!
+//! Layering (later wins), all through `figment`:
+//! 1. the defaults in this module ([`Config::default`]);
+//! 2. `config/comfyume.toml`, or the file given with `--config`;
+//! 3. the predecessor's variable names (`INFERENCE_MODE`, `SERVERLESS_*`,
+//!    `REDIS_*`…, see [`legacy`]), so an existing `.env` keeps working;
+//! 4. `COMFYUME_<SECTION>__<KEY>`, e.g. `COMFYUME_PLUGINS__DEADLINE_MS=500`;
+//! 5. command-line flags (`--listen`, `--data`).
+//!
+//! A bad value stops start-up with one line naming the key, the reason and
+//! where the value came from. Unknown keys are errors too: a typo in a
+//! workshop config must not silently fall back to a default.
+
+mod env;
+pub mod legacy;
+mod sections;
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+
+use env::EnvVar;
+
+pub use sections::*;
+
+/// A configuration problem, as one line: `key: reason (source)`.
+#[derive(Debug, thiserror::Error)]
+#[error("config error: {key}: {reason}{source_note}")]
+pub struct ConfigError {
+    /// The dotted key, e.g. `plugins.deadline_ms`.
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+    /// Where the value came from, if known (` (from …)`).
+    pub source_note: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, reason: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            reason: reason.into(),
+            source_note: String::new(),
+        }
+    }
+}
+
+/// The default config file, used when it exists and `--config` is not given.
+pub const DEFAULT_FILE: &str = "config/comfyume.toml";
+
+impl Config {
+    /// Loads the layered configuration. `file` is `--config` (must exist);
+    /// without it [`DEFAULT_FILE`] is read when present.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// [`Config::load`] with an explicit environment (for tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError::new(
+                    "--config",
+                    format!("{} does not exist", path.display()),
+                ));
+            }
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None if Path::new(DEFAULT_FILE).exists() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_FILE));
+            }
+            None => {}
+        }
+        for (key, raw, var) in legacy::overrides(&env) {
+            let string = key != "timeouts.job_wait_secs";
+            figment = figment.merge(EnvVar { var, key, raw, string });
+        }
+        for var in env::prefixed(&env) {
+            figment = figment.merge(var);
+        }
+        let config: Config = figment.extract().map_err(from_figment)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let p = &self.plugins;
+        if p.deadline_ms == 0 || p.deadline_ms > 60_000 {
+            return Err(ConfigError::new("plugins.deadline_ms", "must be between 1 and 60000"));
+        }
+        if p.memory_mib == 0 || p.memory_mib > p.max_memory_mib {
+            return Err(ConfigError::new(
+                "plugins.memory_mib",
+                format!("must be between 1 and plugins.max_memory_mib ({})", p.max_memory_mib),
+            ));
+        }
+        if p.max_memory_mib > 4096 {
+            return Err(ConfigError::new("plugins.max_memory_mib", "must be at most 4096"));
+        }
+        if p.max_failures == 0 {
+            return Err(ConfigError::new("plugins.max_failures", "must be at least 1"));
+        }
+        if p.max_instances == 0 || p.max_instances > 10_000 {
+            return Err(ConfigError::new("plugins.max_instances", "must be between 1 and 10000"));
+        }
+        if self.timeouts.job_wait_secs == 0 {
+            return Err(ConfigError::new("timeouts.job_wait_secs", "must be at least 1"));
+        }
+        if self.timeouts.poll_secs == 0 || self.timeouts.poll_secs >= self.timeouts.job_wait_secs {
+            return Err(ConfigError::new(
+                "timeouts.poll_secs",
+                "must be at least 1 and shorter than timeouts.job_wait_secs",
+            ));
+        }
+        if self.queue.store == QueueStore::Redis && self.queue.redis_url.is_none() {
+            return Err(ConfigError::new(
+                "queue.redis_url",
+                "is required when queue.store = \"redis\"",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies `--listen` and `--data` on top of everything else.
+    pub fn with_flags(mut self, listen: Option<std::net::SocketAddr>, data: Option<PathBuf>) -> Self {
+        if let Some(listen) = listen {
+            self.server.listen = listen;
+        }
+        if let Some(data) = data {
+            self.server.data_dir = data;
+        }
+        self
+    }
+}
+
+fn from_figment(error: figment::Error) -> ConfigError {
+    let key = if error.path.is_empty() {
+        "(top level)".to_string()
+    } else {
+        error.path.join(".")
+    };
+    let source_note = error
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(source) => format!(" (from {source})"),
+            None => format!(" (from {})", m.name),
+        })
+        .unwrap_or_default();
+    ConfigError {
+        key,
+        reason: error.kind.to_string(),
+        source_note,
+    }
+}

@@ -1,0 +1,186 @@
+//! The configuration sections and their defaults.
+//!
+//! Every field is documented in `config/comfyume.toml`; keep the two in step.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plugins::Unclaimed;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[plugins]`
+    pub plugins: PluginsConfig,
+    /// `[queue]`
+    pub queue: QueueConfig,
+    /// `[dispatch]`
+    pub dispatch: DispatchConfig,
+    /// `[verda]`
+    pub verda: VerdaConfig,
+    /// `[timeouts]`
+    pub timeouts: TimeoutsConfig,
+}
+
+/// `[server]`: where the host listens and keeps its data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listen address (`--listen`). Default `127.0.0.1:8188`, ComfyUI's port.
+    pub listen: SocketAddr,
+    /// Data folder (`--data`): users, queue journal, outputs, plugin cache.
+    pub data_dir: PathBuf,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8188)),
+            data_dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+/// `[plugins]`: which plugins decide, and the sandbox's limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Built-in scheduler active at start: `fifo`, `round-robin`, `priority`, `fair-share`.
+    pub scheduler: String,
+    /// Built-in selector active at start: `h200-spot`, `b300-on-demand`.
+    pub selector: String,
+    /// What to do with a graph no validator claims: `accept` or `refuse`.
+    pub unclaimed: Unclaimed,
+    /// Deadline per plugin call, in milliseconds.
+    pub deadline_ms: u64,
+    /// Memory cap per plugin call, in MiB.
+    pub memory_mib: usize,
+    /// Failures within `failure_window_secs` that disable a plugin.
+    pub max_failures: u32,
+    /// The failure window, in seconds.
+    pub failure_window_secs: u64,
+    /// Plugin instances alive at once (the pooling allocator's size).
+    pub max_instances: u32,
+    /// The largest memory any plugin may be configured for, in MiB.
+    pub max_memory_mib: usize,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            scheduler: "fair-share".into(),
+            selector: "h200-spot".into(),
+            unclaimed: Unclaimed::Accept,
+            deadline_ms: 250,
+            memory_mib: 64,
+            max_failures: 5,
+            failure_window_secs: 300,
+            max_instances: 64,
+            max_memory_mib: 512,
+        }
+    }
+}
+
+/// Which job store holds the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueStore {
+    /// In-process, journaled to disk under the data folder (one host).
+    #[default]
+    Embedded,
+    /// A Redis server shared by several hosts.
+    Redis,
+}
+
+/// `[queue]`: the durable job queue.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// `embedded` (default) or `redis`.
+    pub store: QueueStore,
+    /// `redis://host:port/db`; required when `store = "redis"`.
+    pub redis_url: Option<String>,
+}
+
+/// Where jobs run: the predecessor's `INFERENCE_MODE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InferenceMode {
+    /// A ComfyUI server reached directly.
+    #[default]
+    Local,
+    /// Verda serverless containers.
+    Serverless,
+}
+
+/// `[dispatch]`: where jobs go.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatchConfig {
+    /// `local` or `serverless` (`INFERENCE_MODE`).
+    pub mode: InferenceMode,
+    /// The pool in use at start, e.g. `h200-spot` (`SERVERLESS_ACTIVE`).
+    pub active_pool: Option<String>,
+    /// A directly reachable ComfyUI server (`COMFYUI_URL`).
+    pub comfyui_url: Option<String>,
+}
+
+/// `[verda]`: the serverless provider.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VerdaConfig {
+    /// Inference API key (`SERVERLESS_API_KEY`). Never logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+}
+
+/// `[timeouts]`: each layer's limit, named so none silently caps another.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// Submitting a job to a backend, in seconds.
+    pub submit_secs: u64,
+    /// Waiting for a job to finish, in seconds (live-editable by the operator).
+    pub job_wait_secs: u64,
+    /// One poll of a backend's status, in seconds.
+    pub poll_secs: u64,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
+            submit_secs: 300,
+            job_wait_secs: 600,
+            poll_secs: 10,
+        }
+    }
+}
+
+/// A secret string: deserialises normally, prints as `***`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}

@@ -1,0 +1,363 @@
+//! A loaded plugin: a compiled, type-checked component ready to instantiate.
+//!
+//! Loading compiles (or fetches from the cache), finds which world the
+//! component implements from its export names, type-checks it against that
+//! world, and calls `describe()` once. Every later call runs in a fresh
+//! [`Store`] with the plugin's deadline and memory cap; the store is dropped
+//! after the call, so an instance that trapped is never entered again.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Store, Trap};
+
+use super::api::{Backend, JobInfo, Node, PluginInfo, PluginKind, Snapshot, Verdict};
+use super::bindings::v0_1_0::{
+    SCHEDULER_EXPORT, SELECTOR_EXPORT, VALIDATOR_EXPORT, scheduler::SchedulerPre,
+    selector::SelectorPre, validator::ValidatorPre,
+};
+use super::engine::PluginEngine;
+use super::error::PluginError;
+use super::sandbox::PluginState;
+
+/// Per-plugin call limits.
+#[derive(Debug, Clone, Copy)]
+pub struct CallLimits {
+    /// Wall-clock deadline for one call (instantiation included), in ms.
+    pub deadline_ms: u64,
+    /// Linear-memory cap for one call, in MiB.
+    pub memory_mib: usize,
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        // Generous for a Rust plugin (µs per call); issue-sized for the
+        // interpreted guests, which are configured per plugin.
+        CallLimits {
+            deadline_ms: 250,
+            memory_mib: 64,
+        }
+    }
+}
+
+/// The instantiate-ready form of each world.
+enum WorldPre {
+    Scheduler(SchedulerPre<PluginState>),
+    Validator(ValidatorPre<PluginState>),
+    Selector(SelectorPre<PluginState>),
+}
+
+/// A plugin ready to be called. Cheap to share behind an `Arc`.
+pub struct LoadedPlugin {
+    engine: Arc<PluginEngine>,
+    pre: WorldPre,
+    info: PluginInfo,
+    hash: String,
+    label: Arc<str>,
+    limits: CallLimits,
+    size: usize,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("label", &self.label)
+            .field("hash", &self.hash)
+            .finish()
+    }
+}
+
+impl LoadedPlugin {
+    /// Compiles, links and describes `bytes`.
+    pub fn load(
+        engine: &Arc<PluginEngine>,
+        bytes: &[u8],
+        limits: CallLimits,
+    ) -> Result<Self, PluginError> {
+        if !wasmparser_is_component(bytes) {
+            return Err(PluginError::NotAComponent(
+                if bytes.starts_with(b"\0asm") {
+                    "this is a core WebAssembly module; build a component (wasm32-wasip2, or `wasm-tools component new`)"
+                } else {
+                    "the file does not start with the WebAssembly magic bytes"
+                }
+                .into(),
+            ));
+        }
+        let hash = hex::encode(Sha256::digest(bytes));
+        let component = engine
+            .cache
+            .load_or_compile(&engine.engine, bytes, &hash)
+            .map_err(|e| PluginError::NotAComponent(format!("{e:#}")))?;
+        let world = detect_world(engine, &component)?;
+        let instance_pre = engine
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PluginError::Link(one_line(&e)))?;
+        let pre = match world {
+            PluginKind::Scheduler => SchedulerPre::new(instance_pre).map(WorldPre::Scheduler),
+            PluginKind::Validator => ValidatorPre::new(instance_pre).map(WorldPre::Validator),
+            PluginKind::Selector => SelectorPre::new(instance_pre).map(WorldPre::Selector),
+        }
+        .map_err(|e| PluginError::Link(one_line(&e)))?;
+        let mut plugin = LoadedPlugin {
+            engine: engine.clone(),
+            pre,
+            info: PluginInfo {
+                name: "unknown".into(),
+                version: "?".into(),
+                kind: world,
+                summary: String::new(),
+            },
+            label: Arc::from(format!("{}…", &hash[..12])),
+            hash,
+            limits,
+            size: bytes.len(),
+        };
+        let info = plugin.describe()?;
+        if info.kind != world {
+            return Err(PluginError::KindMismatch {
+                declared: info.kind,
+                world,
+            });
+        }
+        if info.name.trim().is_empty() || info.name.len() > 64 || info.version.len() > 64 {
+            return Err(PluginError::BadAnswer(
+                "describe() must give a name (1–64 characters) and a version (≤64)".into(),
+            ));
+        }
+        plugin.label = Arc::from(format!("{}@{}", info.name, info.version));
+        plugin.info = info;
+        Ok(plugin)
+    }
+
+    /// What `describe()` returned at load time.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    /// The world this plugin implements.
+    pub fn kind(&self) -> PluginKind {
+        self.info.kind
+    }
+
+    /// SHA-256 of the component bytes, hex.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// `name@version`, for logs and messages.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Size of the component in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The call limits in force.
+    pub fn limits(&self) -> CallLimits {
+        self.limits
+    }
+
+    /// Calls `describe()` in a fresh instance.
+    pub fn describe(&self) -> Result<PluginInfo, PluginError> {
+        self.with_store(|store, pre| match pre {
+            WorldPre::Scheduler(p) => p.instantiate(&mut *store)?.call_describe(store),
+            WorldPre::Validator(p) => p.instantiate(&mut *store)?.call_describe(store),
+            WorldPre::Selector(p) => p.instantiate(&mut *store)?.call_describe(store),
+        })
+    }
+
+    /// Scheduler: the index of the pending job to run next, checked in range.
+    pub fn pick_next(&self, snapshot: &Snapshot) -> Result<Option<u32>, PluginError> {
+        let WorldPre::Scheduler(pre) = &self.pre else {
+            return Err(self.wrong_kind(PluginKind::Scheduler));
+        };
+        let answer = self.with_store(|store, _| {
+            pre.instantiate(&mut *store)?
+                .comfyume_plugin_scheduling()
+                .call_pick_next(store, snapshot)
+        })?;
+        match answer {
+            Some(index) if index as usize >= snapshot.pending.len() => {
+                Err(PluginError::BadAnswer(format!(
+                    "pick-next returned index {index} but only {} jobs are pending",
+                    snapshot.pending.len()
+                )))
+            }
+            answer => Ok(answer),
+        }
+    }
+
+    /// Validator: the verdict on a prompt graph, checked for consistency.
+    pub fn validate(&self, graph: &[Node]) -> Result<Verdict, PluginError> {
+        let WorldPre::Validator(pre) = &self.pre else {
+            return Err(self.wrong_kind(PluginKind::Validator));
+        };
+        let verdict = self.with_store(|store, _| {
+            pre.instantiate(&mut *store)?
+                .comfyume_plugin_validation()
+                .call_validate(store, graph)
+        })?;
+        match &verdict {
+            Verdict::Rejected(problems) if problems.is_empty() => Err(PluginError::BadAnswer(
+                "rejected the graph without naming a problem".into(),
+            )),
+            Verdict::Rejected(problems) => {
+                if let Some(p) = problems
+                    .iter()
+                    .find(|p| !graph.iter().any(|n| n.id == p.node_id))
+                {
+                    return Err(PluginError::BadAnswer(format!(
+                        "reported a problem on node {:?}, which is not in the graph",
+                        p.node_id
+                    )));
+                }
+                Ok(verdict)
+            }
+            Verdict::Accepted(a) if a.workflow_kind.trim().is_empty() => Err(
+                PluginError::BadAnswer("accepted the graph with an empty workflow kind".into()),
+            ),
+            _ => Ok(verdict),
+        }
+    }
+
+    /// Selector: the index of the backend to use, or the reason none fits.
+    pub fn select(
+        &self,
+        job: &JobInfo,
+        backends: &[Backend],
+    ) -> Result<Result<u32, String>, PluginError> {
+        let WorldPre::Selector(pre) = &self.pre else {
+            return Err(self.wrong_kind(PluginKind::Selector));
+        };
+        let answer = self.with_store(|store, _| {
+            pre.instantiate(&mut *store)?
+                .comfyume_plugin_selection()
+                .call_select(store, job, backends)
+        })?;
+        if let Ok(index) = answer {
+            let Some(backend) = backends.get(index as usize) else {
+                return Err(PluginError::BadAnswer(format!(
+                    "select returned backend {index} but only {} are configured",
+                    backends.len()
+                )));
+            };
+            if backend.in_flight >= backend.capacity {
+                return Err(PluginError::BadAnswer(format!(
+                    "selected pool {:?}, which is full ({}/{})",
+                    backend.name, backend.in_flight, backend.capacity
+                )));
+            }
+        }
+        Ok(answer)
+    }
+
+    fn wrong_kind(&self, wanted: PluginKind) -> PluginError {
+        PluginError::BadAnswer(format!(
+            "{} is a {:?} plugin, not a {:?}",
+            self.label, self.info.kind, wanted
+        ))
+    }
+
+    /// Runs `call` in a fresh store with this plugin's limits, and turns a
+    /// wasmtime error into a [`PluginError`] that says what happened.
+    fn with_store<R>(
+        &self,
+        call: impl FnOnce(&mut Store<PluginState>, &WorldPre) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        let memory_cap = self.limits.memory_mib << 20;
+        let mut store = Store::new(
+            &self.engine.engine,
+            PluginState::new(self.label.clone(), memory_cap),
+        );
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(PluginEngine::ticks_for(self.limits.deadline_ms));
+        store.epoch_deadline_trap();
+        let result = call(&mut store, &self.pre);
+        let state = store.into_data();
+        let last_stderr = state.finish();
+        result.map_err(|error| {
+            if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+                return PluginError::Deadline {
+                    deadline_ms: self.limits.deadline_ms,
+                };
+            }
+            if let Some(asked) = state.limits.refused_memory {
+                return PluginError::MemoryCap {
+                    cap_mib: self.limits.memory_mib,
+                    asked_mib: asked.div_ceil(1 << 20),
+                };
+            }
+            let mut message = one_line(&error);
+            if let Some(line) = last_stderr {
+                message = format!("{message}; the plugin said: {line}");
+            }
+            if error.downcast_ref::<Trap>().is_some() {
+                PluginError::Trap(message)
+            } else {
+                PluginError::Runtime(message)
+            }
+        })
+    }
+}
+
+/// True when `bytes` carry the component-model layer in their preamble.
+fn wasmparser_is_component(bytes: &[u8]) -> bool {
+    // Preamble: "\0asm", then a u16 version and a u16 layer; layer 1 = component.
+    bytes.len() >= 8 && bytes.starts_with(b"\0asm") && bytes[6..8] == [1, 0]
+}
+
+/// Which world the component implements, from its export names.
+fn detect_world(engine: &PluginEngine, component: &Component) -> Result<PluginKind, PluginError> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty
+        .exports(&engine.engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let has = |name: &str| exports.iter().any(|e| e == name);
+    let worlds = [
+        (SCHEDULER_EXPORT, PluginKind::Scheduler),
+        (VALIDATOR_EXPORT, PluginKind::Validator),
+        (SELECTOR_EXPORT, PluginKind::Selector),
+    ];
+    let found: Vec<PluginKind> = worlds
+        .iter()
+        .filter(|(name, _)| has(name))
+        .map(|(_, kind)| *kind)
+        .collect();
+    match found.as_slice() {
+        [kind] if has("describe") => Ok(*kind),
+        [_] => Err(PluginError::Link(
+            "exports a plugin interface but no `describe` function".into(),
+        )),
+        [] => Err(PluginError::UnknownWorld {
+            expected: worlds.map(|(n, _)| n).join(", "),
+            found: if exports.is_empty() {
+                "nothing".into()
+            } else {
+                exports.join(", ")
+            },
+        }),
+        _ => Err(PluginError::Link(
+            "exports more than one plugin interface; a component fills one slot".into(),
+        )),
+    }
+}
+
+/// The first line of an error chain, joined: short enough for one log line.
+fn one_line(error: &wasmtime::Error) -> String {
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        return trap.to_string();
+    }
+    let text = format!("{error:#}");
+    let line = text.lines().next().unwrap_or("").trim().to_string();
+    if line.len() > 500 {
+        format!("{}…", &line[..line.floor_char_boundary(500)])
+    } else {
+        line
+    }
+}

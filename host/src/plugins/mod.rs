@@ -1,0 +1,48 @@
+//! Sandboxed WebAssembly plugins: the scheduler, the validators, the selector.
+//!
+//! Plugins are WIT components (`wit/`, package `comfyume:plugin`). The policy
+//! this module enforces:
+//!
+//! - **Isolation.** A plugin gets WASI with nothing granted (no files,
+//!   network, environment, arguments) and a `log` import. It sees only what
+//!   the host passes to it.
+//! - **Fresh instance per call.** Plugins are pure functions of their input,
+//!   so each call instantiates from a pre-linked [`InstancePre`] into a new
+//!   store from the pooling allocator (~microseconds). An instance that
+//!   trapped is dropped with its store and never re-entered.
+//! - **Limits.** Each call has a deadline (epoch interruption, default
+//!   250 ms) and a memory cap (default 64 MiB), both per plugin
+//!   ([`CallLimits`]). Engine-wide pool sizes are in [`RuntimeConfig`].
+//! - **Failure handling.** A trap, a deadline, the memory cap or an answer
+//!   that breaks the contract is counted against the plugin; the slot's
+//!   built-in default decides that call ([`fallback`]); after
+//!   `max_failures` within the window the plugin is disabled and the reason
+//!   recorded ([`slot`]). Validators fail closed.
+//! - **Hot swap.** Activation and rollback are atomic pointer swaps; calls in
+//!   flight finish on the version they started with ([`Registry`]).
+//! - **Compile cache.** Compiled components are cached on disk by content
+//!   hash and engine compatibility ([`cache`]).
+//!
+//! [`InstancePre`]: wasmtime::component::InstancePre
+
+pub mod api;
+pub mod bindings;
+pub mod builtin;
+pub mod cache;
+pub mod check;
+mod component;
+mod engine;
+mod error;
+pub mod fallback;
+pub mod graph;
+mod registry;
+mod sandbox;
+mod setup;
+pub mod slot;
+
+pub use component::{CallLimits, LoadedPlugin};
+pub use engine::{PluginEngine, RuntimeConfig, TICK};
+pub use error::PluginError;
+pub use registry::{DecidedBy, Decision, Registry, RegistryError, Unclaimed, Validation};
+pub use sandbox::PluginState;
+pub use setup::{registry_from_config, shared as shared_registry};

@@ -1,0 +1,343 @@
+//! The plugin registry: which plugin fills each slot, and who decides when it
+//! cannot.
+//!
+//! Slots: one scheduler, one selector, and one validator per workflow family
+//! (keyed by the validator's `describe()` name, e.g. `ltx2`). Every loaded
+//! version is kept by content hash, so activation and rollback never reload
+//! anything. A decision always comes back: from the active plugin, or, when
+//! it is missing, disabled or fails, from the built-in default
+//! ([`super::fallback`]); validators instead fail closed, because letting an
+//! unchecked graph through would spend GPU time on a prompt nobody checked.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::api::{Backend, CostEstimate, JobInfo, Node, PluginKind, Problem, Snapshot, Verdict};
+use super::component::{CallLimits, LoadedPlugin};
+use super::engine::PluginEngine;
+use super::error::PluginError;
+use super::fallback;
+use super::slot::{FailurePolicy, NothingToRollBack, Slot, SlotStatus};
+
+/// What happens to a graph no validator claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unclaimed {
+    /// Queue it with workflow kind `other` (a workshop that allows free play).
+    Accept,
+    /// Refuse it (a workshop that runs only its templates).
+    Refuse,
+}
+
+/// Who made a decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecidedBy {
+    /// The active plugin (`name@version`).
+    Plugin(String),
+    /// The built-in default, and why the plugin did not decide.
+    Fallback(String),
+}
+
+/// A decision and who made it.
+#[derive(Debug, Clone)]
+pub struct Decision<T> {
+    /// The decision.
+    pub value: T,
+    /// Who made it.
+    pub by: DecidedBy,
+}
+
+/// The outcome of validating a prompt graph.
+#[derive(Debug, Clone)]
+pub enum Validation {
+    /// Queue it.
+    Accepted {
+        /// Detected workflow kind (`other` for an unclaimed graph).
+        workflow_kind: String,
+        /// The validator's estimate.
+        cost: CostEstimate,
+        /// The validator (`name@version`), or `none` for an unclaimed graph.
+        by: String,
+    },
+    /// Do not queue it: the problems, in ComfyUI's vocabulary.
+    Rejected {
+        /// What is wrong, per node and input.
+        problems: Vec<Problem>,
+        /// The validator (`name@version`).
+        by: String,
+    },
+    /// Do not queue it: no validator could give a verdict (fail closed).
+    Refused {
+        /// A sentence for the attendee and the operator.
+        reason: String,
+    },
+}
+
+/// Registry errors the admin API maps to 4xx.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The plugin did not load.
+    #[error(transparent)]
+    Load(#[from] PluginError),
+    /// No loaded version has this hash.
+    #[error("no loaded plugin has hash {0}")]
+    UnknownHash(String),
+    /// Rollback with no history.
+    #[error(transparent)]
+    NothingToRollBack(#[from] NothingToRollBack),
+    /// No validator slot of that name.
+    #[error("no validator slot named {0}")]
+    UnknownSlot(String),
+}
+
+/// Every slot and every loaded version.
+pub struct Registry {
+    engine: Arc<PluginEngine>,
+    policy: FailurePolicy,
+    unclaimed: Unclaimed,
+    scheduler: Slot,
+    selector: Slot,
+    validators: RwLock<BTreeMap<String, Arc<Slot>>>,
+    versions: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
+}
+
+impl Registry {
+    /// An empty registry: every slot decides by its built-in default.
+    pub fn new(engine: Arc<PluginEngine>, policy: FailurePolicy, unclaimed: Unclaimed) -> Self {
+        Registry {
+            engine,
+            policy,
+            unclaimed,
+            scheduler: Slot::new("scheduler", policy),
+            selector: Slot::new("selector", policy),
+            validators: RwLock::new(BTreeMap::new()),
+            versions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The engine plugins run on.
+    pub fn engine(&self) -> &Arc<PluginEngine> {
+        &self.engine
+    }
+
+    /// Loads (or finds, by hash) a plugin version without activating it.
+    pub fn load(&self, bytes: &[u8], limits: CallLimits) -> Result<Arc<LoadedPlugin>, RegistryError> {
+        let plugin = Arc::new(LoadedPlugin::load(&self.engine, bytes, limits)?);
+        let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(versions
+            .entry(plugin.hash().to_string())
+            .or_insert(plugin)
+            .clone())
+    }
+
+    /// A loaded version by hash.
+    pub fn version(&self, hash: &str) -> Option<Arc<LoadedPlugin>> {
+        self.versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(hash)
+            .cloned()
+    }
+
+    /// Activates a loaded version in the slot its kind (and, for a validator,
+    /// its name) calls for. Returns the slot name.
+    pub fn activate(&self, hash: &str) -> Result<String, RegistryError> {
+        let plugin = self
+            .version(hash)
+            .ok_or_else(|| RegistryError::UnknownHash(hash.to_string()))?;
+        let slot = self.slot_for(&plugin);
+        slot.activate(plugin);
+        Ok(slot.name().to_string())
+    }
+
+    /// Rolls the named slot (`scheduler`, `selector`, `validator:<name>`) back.
+    pub fn rollback(&self, slot: &str) -> Result<Arc<LoadedPlugin>, RegistryError> {
+        Ok(self.slot_named(slot)?.rollback()?)
+    }
+
+    /// Every slot's status, scheduler first.
+    pub fn status(&self) -> Vec<SlotStatus> {
+        let mut all = vec![self.scheduler.status(), self.selector.status()];
+        all.extend(self.validator_slots().iter().map(|s| s.status()));
+        all
+    }
+
+    /// The scheduler slot (for the admin API and tests).
+    pub fn scheduler(&self) -> &Slot {
+        &self.scheduler
+    }
+
+    /// The selector slot.
+    pub fn selector(&self) -> &Slot {
+        &self.selector
+    }
+
+    /// Which pending job runs next. Never fails: the built-in FIFO decides
+    /// when the plugin cannot.
+    pub fn pick_next(&self, snapshot: &Snapshot) -> Decision<Option<u32>> {
+        decide(&self.scheduler, |p| p.pick_next(snapshot), || {
+            fallback::pick_next(snapshot)
+        })
+    }
+
+    /// Which backend runs `job`. Never fails: the built-in selector decides
+    /// when the plugin cannot.
+    pub fn select(&self, job: &JobInfo, backends: &[Backend]) -> Decision<Result<u32, String>> {
+        decide(&self.selector, |p| p.select(job, backends), || {
+            fallback::select(job, backends)
+        })
+    }
+
+    /// Runs the validators until one claims the graph.
+    pub fn validate(&self, graph: &[Node]) -> Validation {
+        let mut disabled = Vec::new();
+        for slot in self.validator_slots() {
+            let Some(plugin) = slot.active() else {
+                if let Some(reason) = slot.disabled() {
+                    disabled.push(reason);
+                }
+                continue;
+            };
+            match plugin.validate(graph) {
+                Ok(Verdict::NotApplicable) => continue,
+                Ok(Verdict::Accepted(a)) => {
+                    return Validation::Accepted {
+                        workflow_kind: a.workflow_kind,
+                        cost: a.cost,
+                        by: plugin.label().to_string(),
+                    };
+                }
+                Ok(Verdict::Rejected(problems)) => {
+                    return Validation::Rejected {
+                        problems,
+                        by: plugin.label().to_string(),
+                    };
+                }
+                Err(error) => {
+                    slot.record_failure(&plugin, &error);
+                    return Validation::Refused {
+                        reason: format!(
+                            "validator {} failed ({error}); the prompt was not queued",
+                            plugin.label()
+                        ),
+                    };
+                }
+            }
+        }
+        if !disabled.is_empty() {
+            // A disabled validator might have claimed this graph: refuse
+            // rather than let an unchecked graph reach a GPU.
+            return Validation::Refused {
+                reason: format!(
+                    "a workflow validator is switched off, so this prompt cannot be checked: {}",
+                    disabled.join("; ")
+                ),
+            };
+        }
+        match self.unclaimed {
+            Unclaimed::Accept => Validation::Accepted {
+                workflow_kind: "other".into(),
+                cost: CostEstimate {
+                    frames: 0,
+                    width: 0,
+                    height: 0,
+                    steps: 0,
+                    gpu_seconds: 0.0,
+                },
+                by: "none".into(),
+            },
+            Unclaimed::Refuse => Validation::Refused {
+                reason: "this workshop only runs its own templates (Flux2 Klein, LTX-2); \
+                         no validator recognised this workflow"
+                    .into(),
+            },
+        }
+    }
+
+    fn validator_slots(&self) -> Vec<Arc<Slot>> {
+        self.validators
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn slot_for(&self, plugin: &LoadedPlugin) -> SlotRef<'_> {
+        match plugin.kind() {
+            PluginKind::Scheduler => SlotRef::Fixed(&self.scheduler),
+            PluginKind::Selector => SlotRef::Fixed(&self.selector),
+            PluginKind::Validator => {
+                let name = format!("validator:{}", plugin.info().name);
+                let mut validators = self.validators.write().unwrap_or_else(|p| p.into_inner());
+                SlotRef::Shared(
+                    validators
+                        .entry(name.clone())
+                        .or_insert_with(|| Arc::new(Slot::new(name, self.policy)))
+                        .clone(),
+                )
+            }
+        }
+    }
+
+    fn slot_named(&self, name: &str) -> Result<SlotRef<'_>, RegistryError> {
+        match name {
+            "scheduler" => Ok(SlotRef::Fixed(&self.scheduler)),
+            "selector" => Ok(SlotRef::Fixed(&self.selector)),
+            other => self
+                .validators
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(other)
+                .cloned()
+                .map(SlotRef::Shared)
+                .ok_or_else(|| RegistryError::UnknownSlot(other.to_string())),
+        }
+    }
+}
+
+/// A fixed slot (a field) or a validator slot (shared from the map).
+enum SlotRef<'a> {
+    Fixed(&'a Slot),
+    Shared(Arc<Slot>),
+}
+
+impl std::ops::Deref for SlotRef<'_> {
+    type Target = Slot;
+    fn deref(&self) -> &Slot {
+        match self {
+            SlotRef::Fixed(s) => s,
+            SlotRef::Shared(s) => s,
+        }
+    }
+}
+
+/// Asks the slot's plugin; on any failure, counts it and asks the default.
+fn decide<T>(
+    slot: &Slot,
+    ask: impl FnOnce(&LoadedPlugin) -> Result<T, PluginError>,
+    default: impl FnOnce() -> T,
+) -> Decision<T> {
+    let Some(plugin) = slot.active() else {
+        let why = slot
+            .disabled()
+            .unwrap_or_else(|| "no plugin active".to_string());
+        return Decision {
+            value: default(),
+            by: DecidedBy::Fallback(why),
+        };
+    };
+    match ask(&plugin) {
+        Ok(value) => Decision {
+            value,
+            by: DecidedBy::Plugin(plugin.label().to_string()),
+        },
+        Err(error) => {
+            slot.record_failure(&plugin, &error);
+            Decision {
+                value: default(),
+                by: DecidedBy::Fallback(format!("{} failed: {error}", plugin.label())),
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Configuration layering: defaults < TOML file < legacy names < COMFYUME_*
+//! variables, and one clear line for a bad value.
+
+use std::io::Write as _;
+
+use comfyume::config::{Config, InferenceMode, QueueStore};
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn toml(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    file
+}
+
+#[test]
+fn defaults_need_no_file_and_no_environment() {
+    let config = Config::load_from(None, env(&[])).unwrap();
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8188");
+    assert_eq!(config.server.data_dir.to_str(), Some("./data"));
+    assert_eq!(config.queue.store, QueueStore::Embedded);
+    assert_eq!(config.plugins.scheduler, "fair-share");
+    assert_eq!(config.timeouts.job_wait_secs, 600);
+}
+
+#[test]
+fn file_then_legacy_then_prefixed_environment() {
+    let file = toml(
+        "[plugins]\nscheduler = \"priority\"\ndeadline_ms = 400\n\n[timeouts]\njob_wait_secs = 900\n",
+    );
+    let config = Config::load_from(Some(file.path()), env(&[])).unwrap();
+    assert_eq!(config.plugins.scheduler, "priority");
+    assert_eq!(config.plugins.deadline_ms, 400);
+    assert_eq!(config.timeouts.job_wait_secs, 900);
+
+    // The predecessor's names override the file...
+    let config = Config::load_from(
+        Some(file.path()),
+        env(&[
+            ("INFERENCE_MODE", "SERVERLESS"),
+            ("SERVERLESS_ACTIVE", "h200-spot"),
+            ("SERVERLESS_API_KEY", "12345"),
+            ("COMFYUI_TIMEOUT", "1200"),
+            ("REDIS_HOST", "127.0.0.1"),
+            ("REDIS_PORT", "6390"),
+            ("REDIS_PASSWORD", "pw"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.dispatch.mode, InferenceMode::Serverless);
+    assert_eq!(config.dispatch.active_pool.as_deref(), Some("h200-spot"));
+    assert_eq!(config.verda.api_key.as_ref().map(|k| k.expose()), Some("12345"));
+    assert_eq!(format!("{:?}", config.verda.api_key), "Some(***)", "secrets never print");
+    assert_eq!(config.timeouts.job_wait_secs, 1200);
+    assert_eq!(config.queue.redis_url.as_deref(), Some("redis://:pw@127.0.0.1:6390"));
+
+    // ...and COMFYUME_* overrides both.
+    let config = Config::load_from(
+        Some(file.path()),
+        env(&[
+            ("COMFYUI_TIMEOUT", "1200"),
+            ("COMFYUME_TIMEOUTS__JOB_WAIT_SECS", "1500"),
+            ("COMFYUME_PLUGINS__SCHEDULER", "round-robin"),
+            ("COMFYUME_LOG", "debug"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.timeouts.job_wait_secs, 1500);
+    assert_eq!(config.plugins.scheduler, "round-robin");
+}
+
+#[test]
+fn a_bad_value_is_one_line_naming_the_key_and_its_source() {
+    let error = Config::load_from(None, env(&[("COMFYUME_PLUGINS__DEADLINE_MS", "soon")]))
+        .unwrap_err()
+        .to_string();
+    assert!(!error.contains('\n'), "{error}");
+    assert!(error.starts_with("config error: plugins.deadline_ms: "), "{error}");
+    assert!(error.contains("COMFYUME_PLUGINS__DEADLINE_MS"), "{error}");
+
+    let file = toml("[server]\nlisten = \"not an address\"\n");
+    let error = Config::load_from(Some(file.path()), env(&[])).unwrap_err().to_string();
+    assert!(error.starts_with("config error: server.listen: "), "{error}");
+    assert!(error.contains(file.path().to_str().unwrap()), "{error}");
+
+    let file = toml("[plugins]\nschedular = \"fifo\"\n");
+    let error = Config::load_from(Some(file.path()), env(&[])).unwrap_err().to_string();
+    assert!(error.contains("schedular"), "a typo is an error, not a silent default: {error}");
+
+    let error = Config::load_from(None, env(&[("INFERENCE_MODE", "cloud")])).unwrap_err().to_string();
+    assert!(error.starts_with("config error: dispatch.mode: "), "{error}");
+    assert!(error.contains("INFERENCE_MODE"), "{error}");
+
+    let error = Config::load_from(None, env(&[("COMFYUME_QUEUE__STORE", "redis")])).unwrap_err().to_string();
+    assert_eq!(error, "config error: queue.redis_url: is required when queue.store = \"redis\"");
+
+    let error = Config::load_from(Some(std::path::Path::new("/nonexistent.toml")), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("--config") && error.contains("does not exist"), "{error}");
+}

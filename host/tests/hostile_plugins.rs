@@ -1,0 +1,113 @@
+//! Misbehaving plugins cannot stall or crash the host: each failure returns
+//! an error, the built-in default decides, the next call works, and after N
+//! failures the plugin is disabled.
+
+mod common;
+
+use std::time::Instant;
+
+use comfyume::plugins::{CallLimits, DecidedBy, LoadedPlugin, PluginError};
+use common::*;
+
+fn queue() -> comfyume::plugins::api::Snapshot {
+    snapshot(
+        vec![user("a"), user("b")],
+        vec![job(1, 0, NOW - 500), job(2, 1, NOW - 900)],
+    )
+}
+
+/// Runs the hostile scheduler `name` through a registry with a 3-failure
+/// policy and checks the whole failure path. Returns the first error.
+fn misbehave(name: &str, limits: CallLimits) -> PluginError {
+    let registry = registry_with_scheduler(&fixture_bytes(name), limits);
+    let plugin = registry.scheduler().active().expect("active");
+    let direct = plugin.pick_next(&queue()).expect_err("hostile plugin must fail");
+
+    for attempt in 1..=3 {
+        let decision = registry.pick_next(&queue());
+        // The built-in FIFO decides: job 2 is the oldest.
+        assert_eq!(decision.value, Some(1), "{name} attempt {attempt}");
+        assert!(
+            matches!(&decision.by, DecidedBy::Fallback(why) if why.contains(name)),
+            "{name}: {:?}",
+            decision.by
+        );
+        let status = registry.scheduler().status();
+        assert_eq!(status.disabled.is_some(), attempt == 3, "{name} attempt {attempt}: {status:?}");
+    }
+    // Disabled: the default decides without calling the plugin at all.
+    let status = registry.scheduler().status();
+    assert!(status.active.is_none());
+    assert!(status.disabled.as_deref().unwrap().contains("disabled after 3 failures"));
+    let decision = registry.pick_next(&queue());
+    assert_eq!(decision.value, Some(1));
+    // The operator can bring it back with one rollback (it is in history).
+    assert_eq!(status.history.first().map(String::as_str), Some(&*format!("{name}@0.0.1")));
+    direct
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_by_the_deadline() {
+    let limits = CallLimits { deadline_ms: 50, memory_mib: 64 };
+    let engine = engine();
+    let plugin = LoadedPlugin::load(&engine, &fixture_bytes("hostile-loop"), limits).unwrap();
+    let started = Instant::now();
+    let error = plugin.pick_next(&queue()).unwrap_err();
+    let took = started.elapsed();
+    // Reported, not asserted: timing on a shared machine is noise.
+    eprintln!("hostile-loop stopped after {took:?} (deadline 50 ms, tick {:?})", comfyume::plugins::TICK);
+    assert!(matches!(error, PluginError::Deadline { deadline_ms: 50 }), "{error}");
+    // The next call on the same plugin gets a fresh instance and fails the same way.
+    assert!(matches!(plugin.pick_next(&queue()), Err(PluginError::Deadline { .. })));
+
+    let error = misbehave("hostile-loop", limits);
+    assert_eq!(error.cause(), "deadline");
+}
+
+#[test]
+fn a_memory_bomb_hits_the_cap() {
+    let limits = CallLimits { deadline_ms: 5_000, memory_mib: 8 };
+    let error = misbehave("hostile-memory", limits);
+    match error {
+        PluginError::MemoryCap { cap_mib, asked_mib } => {
+            assert_eq!(cap_mib, 8);
+            assert!(asked_mib > 8, "asked for {asked_mib} MiB");
+        }
+        other => panic!("expected the memory cap, got {other}"),
+    }
+}
+
+#[test]
+fn a_panicking_plugin_traps_and_its_message_is_kept() {
+    let error = misbehave("hostile-panic", CallLimits::default());
+    match &error {
+        PluginError::Trap(message) => {
+            assert!(message.contains("refusing 2 pending jobs"), "{message}");
+        }
+        other => panic!("expected a trap, got {other}"),
+    }
+}
+
+#[test]
+fn an_out_of_range_answer_counts_as_a_failure() {
+    let error = misbehave("hostile-nonsense", CallLimits::default());
+    assert!(
+        matches!(&error, PluginError::BadAnswer(m) if m.contains("index 1002") && m.contains("2 jobs")),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_good_plugin_works_right_after_a_hostile_one_is_disabled() {
+    let registry = registry_with_scheduler(&fixture_bytes("hostile-panic"), CallLimits::default());
+    for _ in 0..3 {
+        registry.pick_next(&queue());
+    }
+    assert!(registry.scheduler().status().disabled.is_some());
+    let good = registry.load(builtin_bytes("priority"), CallLimits::default()).unwrap();
+    registry.activate(good.hash()).unwrap();
+    let decision = registry.pick_next(&queue());
+    assert_eq!(decision.by, DecidedBy::Plugin("priority@0.1.0".into()));
+    assert_eq!(decision.value, Some(1));
+    assert!(registry.scheduler().status().disabled.is_none());
+}
