@@ -21,8 +21,8 @@ const BUILTINS: &[&str] = &[
     "scheduler-fair-share",
     // "validator-flux2-klein",
     // "validator-ltx2",
-    // "selector-h200-spot",
-    // "selector-b300-on-demand",
+    "selector-h200-spot",
+    "selector-b300-on-demand",
 ];
 
 /// Test-only fixtures under `tests/fixtures/plugins/`, exposed as file paths.
