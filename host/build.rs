@@ -19,8 +19,8 @@ const BUILTINS: &[&str] = &[
     "scheduler-round-robin",
     "scheduler-priority",
     "scheduler-fair-share",
-    // "validator-flux2-klein",
-    // "validator-ltx2",
+    "validator-flux2-klein",
+    "validator-ltx2",
     "selector-h200-spot",
     "selector-b300-on-demand",
 ];

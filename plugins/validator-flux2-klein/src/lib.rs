@@ -1,0 +1,71 @@
+//! Built-in validator `flux2-klein`: FLUX.2 [Klein] text-to-image and image
+//! edit workflows.
+//!
+//! A graph is this validator's business when it has an
+//! `EmptyFlux2LatentImage`, a `Flux2Scheduler` or a `CLIPLoader` of type
+//! `flux2`; otherwise the verdict is `not-applicable`. The rules (sizes a
+//! multiple of 16 in 256..=2048, steps, cfg, batch size, known and matching
+//! model files, an image output) are in [`rules`], each reported at the node
+//! and input holding the offending literal (links are followed by
+//! [`graph`]). An accepted graph gets the workflow kind `flux2-klein` and a
+//! [`cost`] estimate.
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "validator",
+});
+
+pub mod cost;
+pub mod expr;
+pub mod graph;
+pub mod models;
+pub mod report;
+pub mod rules;
+
+use comfyume::plugin::types::PluginKind;
+use exports::comfyume::plugin::validation::{self, Accepted, Node, Verdict};
+
+/// The workflow kind accepted graphs are tagged with.
+pub const WORKFLOW_KIND: &str = "flux2-klein";
+
+/// The component's exports.
+pub struct Flux2Klein;
+
+/// The validator itself, callable natively (tests, benchmarks) and from the export.
+pub fn validate(graph: &[Node]) -> Verdict {
+    let g = graph::Graph::new(graph);
+    let Some(anchor) = rules::anchor(&g) else {
+        return Verdict::NotApplicable;
+    };
+    let (problems, shape) = rules::check(&g, anchor);
+    if problems.is_empty() {
+        Verdict::Accepted(Accepted {
+            workflow_kind: WORKFLOW_KIND.into(),
+            cost: cost::estimate(&shape),
+        })
+    } else {
+        Verdict::Rejected(problems.into_vec())
+    }
+}
+
+impl validation::Guest for Flux2Klein {
+    fn validate(graph: Vec<Node>) -> Verdict {
+        validate(&graph)
+    }
+}
+
+impl Guest for Flux2Klein {
+    fn describe() -> PluginInfo {
+        PluginInfo {
+            name: "flux2-klein".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            kind: PluginKind::Validator,
+            summary: "FLUX.2 Klein images: sizes a multiple of 16 up to 2048, sane steps, \
+                      cfg and batch, known models; estimates GPU time."
+                .into(),
+        }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+export!(Flux2Klein);

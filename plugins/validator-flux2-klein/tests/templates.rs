@@ -1,0 +1,149 @@
+//! Every workshop template: FLUX.2 Klein ones accepted with a sensible
+//! estimate, LTX-2 ones (and plain graphs) left to other validators.
+
+mod common;
+
+use common::{link, node, templates};
+use validator_flux2_klein::exports::comfyume::plugin::validation::{InputValue, Verdict};
+use validator_flux2_klein::{Flux2Klein, Guest, validate};
+
+#[test]
+fn the_template_folder_has_six_of_each_family() {
+    let all = templates();
+    let video = all
+        .iter()
+        .filter(|(n, _)| n.starts_with("video_ltx2"))
+        .count();
+    let image = all
+        .iter()
+        .filter(|(n, _)| n.starts_with("image_flux2_klein"))
+        .count();
+    assert_eq!(
+        (video, image, all.len()),
+        (6, 6, 12),
+        "{:?}",
+        all.iter().map(|t| &t.0).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn every_flux2_klein_template_is_accepted_with_its_estimate() {
+    // (template, steps): base models 20 steps, distilled ones 4. The edit
+    // templates' size comes from the input image scaled to 1 MP: 1024x1024.
+    let expected = [
+        ("image_flux2_klein_9b_kv_image_edit", 4),
+        ("image_flux2_klein_image_edit_4b_base", 20),
+        ("image_flux2_klein_image_edit_4b_distilled", 4),
+        ("image_flux2_klein_image_edit_9b_base", 20),
+        ("image_flux2_klein_image_edit_9b_distilled", 4),
+        ("image_flux2_klein_text_to_image", 20),
+    ];
+    let image: Vec<_> = templates()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("image_"))
+        .collect();
+    assert_eq!(image.len(), expected.len());
+    for ((name, graph), (want_name, want_steps)) in image.iter().zip(expected) {
+        assert_eq!(name, want_name);
+        let Verdict::Accepted(accepted) = validate(graph) else {
+            panic!("{name} not accepted: {:#?}", validate(graph));
+        };
+        assert_eq!(accepted.workflow_kind, "flux2-klein", "{name}");
+        let cost = accepted.cost;
+        assert_eq!(
+            (cost.frames, cost.width, cost.height),
+            (1, 1024, 1024),
+            "{name}"
+        );
+        assert_eq!(cost.steps, want_steps, "{name}");
+        assert!(
+            (2.0..=15.0).contains(&cost.gpu_seconds),
+            "{name}: {} s",
+            cost.gpu_seconds
+        );
+    }
+}
+
+#[test]
+fn a_1024_square_20_step_image_costs_about_ten_seconds() {
+    let graph = common::template("image_flux2_klein_text_to_image");
+    let Verdict::Accepted(accepted) = validate(&graph) else {
+        panic!("not accepted");
+    };
+    let s = accepted.cost.gpu_seconds;
+    assert!((8.0..=12.0).contains(&s), "{s} s");
+}
+
+#[test]
+fn ltx2_templates_are_not_applicable() {
+    let video: Vec<_> = templates()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("video_"))
+        .collect();
+    assert_eq!(video.len(), 6);
+    for (name, graph) in video {
+        assert!(matches!(validate(&graph), Verdict::NotApplicable), "{name}");
+    }
+}
+
+#[test]
+fn a_plain_graph_is_not_applicable() {
+    let graph = vec![
+        node(
+            "1",
+            "EmptyImage",
+            vec![
+                ("width", InputValue::Int(512)),
+                ("height", InputValue::Int(512)),
+                ("batch_size", InputValue::Int(1)),
+                ("color", InputValue::Int(0)),
+            ],
+        ),
+        node(
+            "2",
+            "SaveImage",
+            vec![
+                ("images", link("1", 0)),
+                ("filename_prefix", InputValue::Str("x".into())),
+            ],
+        ),
+    ];
+    assert!(matches!(validate(&graph), Verdict::NotApplicable));
+    assert!(matches!(validate(&[]), Verdict::NotApplicable));
+}
+
+#[test]
+fn a_flux1_clip_loader_alone_is_not_applicable_but_a_flux2_one_is() {
+    let clip = |kind: &str| {
+        vec![node(
+            "1",
+            "CLIPLoader",
+            vec![
+                ("clip_name", InputValue::Str("qwen_3_4b.safetensors".into())),
+                ("type", InputValue::Str(kind.into())),
+            ],
+        )]
+    };
+    assert!(matches!(validate(&clip("flux")), Verdict::NotApplicable));
+    let Verdict::Rejected(problems) = validate(&clip("flux2")) else {
+        panic!("a flux2 CLIPLoader makes the graph FLUX.2 Klein");
+    };
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.node_id == "1" && p.message.contains("UNETLoader")),
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn describe_names_the_validator() {
+    let info = <Flux2Klein as Guest>::describe();
+    assert_eq!(info.name, "flux2-klein");
+    assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        info.kind,
+        validator_flux2_klein::comfyume::plugin::types::PluginKind::Validator
+    );
+    assert!(!info.summary.is_empty() && !info.summary.contains('\n'));
+}
