@@ -45,7 +45,10 @@ fn main() {
     for dir in ["wit", "plugins", "tests/fixtures/plugins", "workflows"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
 
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -85,13 +88,23 @@ fn main() {
     );
     for name in BUILTINS {
         let file = copy(&built, &out, name);
-        writeln!(generated, "    ({name:?}, include_bytes!({:?})),", file.display()).unwrap();
+        writeln!(
+            generated,
+            "    ({name:?}, include_bytes!({:?})),",
+            file.display()
+        )
+        .unwrap();
     }
     generated.push_str("];\n\n/// Test-only hostile components: (crate name, path).\n");
     generated.push_str("#[allow(dead_code)]\npub const FIXTURE_COMPONENTS: &[(&str, &str)] = &[\n");
     for name in FIXTURES {
         let file = copy(&built, &out, name);
-        writeln!(generated, "    ({name:?}, {:?}),", file.display().to_string()).unwrap();
+        writeln!(
+            generated,
+            "    ({name:?}, {:?}),",
+            file.display().to_string()
+        )
+        .unwrap();
     }
     generated.push_str("];\n\n/// Workshop templates: (file name, API-format JSON).\n");
     generated.push_str("pub(crate) const WORKFLOW_TEMPLATES: &[(&str, &str)] = &[\n");
@@ -102,7 +115,12 @@ fn main() {
     templates.sort();
     for path in templates {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        writeln!(generated, "    ({name:?}, include_str!({:?})),", path.display()).unwrap();
+        writeln!(
+            generated,
+            "    ({name:?}, include_str!({:?})),",
+            path.display()
+        )
+        .unwrap();
     }
     generated.push_str("];\n");
     std::fs::write(out.join("builtin_plugins.rs"), generated).expect("writing builtin_plugins.rs");

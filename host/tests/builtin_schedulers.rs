@@ -22,7 +22,11 @@ fn fair_share_picks_the_user_with_the_least_gpu_seconds() {
     // heavy's job is the oldest; fair-share must still pick light's.
     let s = snapshot(
         vec![heavy, light, middle],
-        vec![job(1, 0, NOW - 3000), job(2, 2, NOW - 2000), job(3, 1, NOW - 1000)],
+        vec![
+            job(1, 0, NOW - 3000),
+            job(2, 2, NOW - 2000),
+            job(3, 1, NOW - 1000),
+        ],
     );
     assert_eq!(plugin.pick_next(&s).unwrap(), Some(2));
 
@@ -35,7 +39,11 @@ fn fair_share_picks_the_user_with_the_least_gpu_seconds() {
         started_at_ms: NOW - 500,
         est_gpu_seconds: 600.0,
     });
-    assert_eq!(plugin.pick_next(&s).unwrap(), Some(1), "middle (200) before light (30 + 600 running)");
+    assert_eq!(
+        plugin.pick_next(&s).unwrap(),
+        Some(1),
+        "middle (200) before light (30 + 600 running)"
+    );
 }
 
 #[test]
@@ -47,7 +55,10 @@ fn fair_share_respects_the_per_user_running_cap() {
     capped.running = 1;
     let mut other = user("other");
     other.gpu_seconds_used = 5000.0;
-    let s = snapshot(vec![capped, other], vec![job(1, 0, NOW - 10), job(2, 1, NOW)]);
+    let s = snapshot(
+        vec![capped, other],
+        vec![job(1, 0, NOW - 10), job(2, 1, NOW)],
+    );
     assert_eq!(plugin.pick_next(&s).unwrap(), Some(1));
 }
 
@@ -56,11 +67,17 @@ fn round_robin_alternates_between_a_busy_and_a_light_user() {
     let engine = engine();
     let plugin = load(&engine, builtin_bytes("round-robin"));
     // alice queued 10 jobs first, bob 1 job after all of them.
-    let mut pending: Vec<_> = (0..10).map(|i| job(i + 1, 0, NOW - 10_000 + i * 10)).collect();
+    let mut pending: Vec<_> = (0..10)
+        .map(|i| job(i + 1, 0, NOW - 10_000 + i * 10))
+        .collect();
     pending.push(job(11, 1, NOW - 100));
     let s = snapshot(vec![user("alice"), user("bob")], pending);
     let order = dispatch_order(s, 11, |s| plugin.pick_next(s).unwrap());
-    assert_eq!(&order[..3], ["alice", "bob", "alice"], "bob's single job runs second, not eleventh");
+    assert_eq!(
+        &order[..3],
+        ["alice", "bob", "alice"],
+        "bob's single job runs second, not eleventh"
+    );
     assert_eq!(order.iter().filter(|u| *u == "alice").count(), 10);
 
     // Two users with several jobs each alternate strictly.
@@ -83,7 +100,10 @@ fn priority_puts_the_instructor_lane_first_then_submit_time() {
     instructor.priority = PriorityClass::Instructor;
     let mut high = job(4, 0, NOW - 10);
     high.priority = PriorityClass::High;
-    let s = snapshot(vec![user("a"), user("teacher")], vec![old_low, normal, instructor, high]);
+    let s = snapshot(
+        vec![user("a"), user("teacher")],
+        vec![old_low, normal, instructor, high],
+    );
     let order: Vec<u64> = {
         let mut s = s;
         let mut ids = Vec::new();
@@ -105,9 +125,17 @@ fn fifo_runs_the_oldest_job_and_skips_users_at_their_cap() {
     busy.running = 2;
     let s = snapshot(
         vec![busy, user("free")],
-        vec![job(5, 1, NOW - 100), job(1, 0, NOW - 900), job(7, 1, NOW - 50)],
+        vec![
+            job(5, 1, NOW - 100),
+            job(1, 0, NOW - 900),
+            job(7, 1, NOW - 50),
+        ],
     );
-    assert_eq!(plugin.pick_next(&s).unwrap(), Some(0), "busy's older job is skipped");
+    assert_eq!(
+        plugin.pick_next(&s).unwrap(),
+        Some(0),
+        "busy's older job is skipped"
+    );
     let mut s = s;
     s.users[0].running = 0;
     assert_eq!(plugin.pick_next(&s).unwrap(), Some(1));

@@ -26,7 +26,9 @@ fn set(prompt: &mut Value, node: &str, input: &str, value: Value) {
 fn validators() -> Registry {
     let registry = Registry::new(engine(), Default::default(), Unclaimed::Refuse);
     for name in ["flux2-klein", "ltx2"] {
-        let plugin = registry.load(builtin_bytes(name), CallLimits::default()).unwrap();
+        let plugin = registry
+            .load(builtin_bytes(name), CallLimits::default())
+            .unwrap();
         registry.activate(plugin.hash()).unwrap();
     }
     registry
@@ -42,12 +44,23 @@ fn problems(registry: &Registry, prompt: &Value) -> Vec<Problem> {
 #[test]
 fn every_shipped_template_is_accepted_with_its_kind() {
     let registry = validators();
-    assert!(builtin::templates().len() >= 12, "the workshop templates are shipped");
+    assert!(
+        builtin::templates().len() >= 12,
+        "the workshop templates are shipped"
+    );
     for (name, json) in builtin::templates() {
         let graph = graph_from_prompt(&serde_json::from_str(json).unwrap()).unwrap();
         match registry.validate(&graph) {
-            Validation::Accepted { workflow_kind, cost, by } => {
-                let expected = if name.starts_with("image_flux2_klein") { "flux2-klein" } else { "ltx2" };
+            Validation::Accepted {
+                workflow_kind,
+                cost,
+                by,
+            } => {
+                let expected = if name.starts_with("image_flux2_klein") {
+                    "flux2-klein"
+                } else {
+                    "ltx2"
+                };
                 assert_eq!(workflow_kind, expected, "{name}");
                 assert!(by.starts_with(expected), "{name} decided by {by}");
                 assert!(cost.gpu_seconds > 0.0 && cost.steps > 0, "{name}: {cost:?}");
@@ -89,7 +102,11 @@ fn flux2_klein_at_1000_by_1000_is_refused_naming_width_and_height() {
             .unwrap_or_else(|| panic!("no problem on {node}: {problems:?}"));
         assert_eq!(p.input_name.as_deref(), Some("value"));
         assert_eq!(p.type_, ProblemType::ValueNotValid);
-        assert!(p.message.contains("1000") && p.message.contains("16"), "{}", p.message);
+        assert!(
+            p.message.contains("1000") && p.message.contains("16"),
+            "{}",
+            p.message
+        );
     }
 }
 
@@ -100,12 +117,22 @@ fn a_graph_no_validator_claims_follows_the_unclaimed_switch() {
         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}},
     });
     let graph = graph_from_prompt(&prompt).unwrap();
-    assert!(matches!(validators().validate(&graph), Validation::Refused { .. }));
+    assert!(matches!(
+        validators().validate(&graph),
+        Validation::Refused { .. }
+    ));
     let open = Registry::new(engine(), Default::default(), Unclaimed::Accept);
-    let plugin = open.load(builtin_bytes("ltx2"), CallLimits::default()).unwrap();
+    let plugin = open
+        .load(builtin_bytes("ltx2"), CallLimits::default())
+        .unwrap();
     open.activate(plugin.hash()).unwrap();
-    assert!(matches!(open.validate(&graph), Validation::Accepted { ref workflow_kind, .. } if workflow_kind == "other"));
-    assert!(matches!(plugin.validate(&graph).unwrap(), Verdict::NotApplicable));
+    assert!(
+        matches!(open.validate(&graph), Validation::Accepted { ref workflow_kind, .. } if workflow_kind == "other")
+    );
+    assert!(matches!(
+        plugin.validate(&graph).unwrap(),
+        Verdict::NotApplicable
+    ));
 }
 
 #[test]
@@ -119,7 +146,10 @@ fn h200_spot_prefers_warm_spot_and_falls_back_to_on_demand() {
 
     let mut reclaimed = job.clone();
     reclaimed.lost_to_reclaim = true;
-    assert_eq!(name(plugin.select(&reclaimed, &pools).unwrap()), "h200-on-demand");
+    assert_eq!(
+        name(plugin.select(&reclaimed, &pools).unwrap()),
+        "h200-on-demand"
+    );
 
     let mut sick = pools.clone();
     sick[0].healthy = false;

@@ -23,14 +23,27 @@ fn compiled_components_are_cached_and_checked() {
         .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
         .collect();
     assert_eq!(artefacts.len(), 1);
-    let name = artefacts[0].file_name().unwrap().to_string_lossy().into_owned();
+    let name = artefacts[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     assert!(name.starts_with(first.hash()), "{name}");
-    let written = std::fs::metadata(&artefacts[0]).unwrap().modified().unwrap();
+    let written = std::fs::metadata(&artefacts[0])
+        .unwrap()
+        .modified()
+        .unwrap();
 
     // Second load: served from the artefact, not rewritten.
     let second = LoadedPlugin::load(&engine, bytes, CallLimits::default()).unwrap();
     assert_eq!(second.info().name, "fair-share");
-    assert_eq!(std::fs::metadata(&artefacts[0]).unwrap().modified().unwrap(), written);
+    assert_eq!(
+        std::fs::metadata(&artefacts[0])
+            .unwrap()
+            .modified()
+            .unwrap(),
+        written
+    );
 
     // Corrupt it: the checksum catches it, the plugin is recompiled and works.
     let mut corrupt = std::fs::read(&artefacts[0]).unwrap();
@@ -40,5 +53,9 @@ fn compiled_components_are_cached_and_checked() {
     let third = LoadedPlugin::load(&engine, bytes, CallLimits::default()).unwrap();
     let s = snapshot(vec![user("a")], vec![job(1, 0, NOW)]);
     assert_eq!(third.pick_next(&s).unwrap(), Some(0));
-    assert_ne!(std::fs::read(&artefacts[0]).unwrap(), corrupt, "artefact rewritten");
+    assert_ne!(
+        std::fs::read(&artefacts[0]).unwrap(),
+        corrupt,
+        "artefact rewritten"
+    );
 }

@@ -6,7 +6,10 @@ use std::io::Write as _;
 use comfyume::config::{Config, InferenceMode, QueueStore};
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn toml(text: &str) -> tempfile::NamedTempFile {
@@ -51,10 +54,20 @@ fn file_then_legacy_then_prefixed_environment() {
     .unwrap();
     assert_eq!(config.dispatch.mode, InferenceMode::Serverless);
     assert_eq!(config.dispatch.active_pool.as_deref(), Some("h200-spot"));
-    assert_eq!(config.verda.api_key.as_ref().map(|k| k.expose()), Some("12345"));
-    assert_eq!(format!("{:?}", config.verda.api_key), "Some(***)", "secrets never print");
+    assert_eq!(
+        config.verda.api_key.as_ref().map(|k| k.expose()),
+        Some("12345")
+    );
+    assert_eq!(
+        format!("{:?}", config.verda.api_key),
+        "Some(***)",
+        "secrets never print"
+    );
     assert_eq!(config.timeouts.job_wait_secs, 1200);
-    assert_eq!(config.queue.redis_url.as_deref(), Some("redis://:pw@127.0.0.1:6390"));
+    assert_eq!(
+        config.queue.redis_url.as_deref(),
+        Some("redis://:pw@127.0.0.1:6390")
+    );
 
     // ...and COMFYUME_* overrides both.
     let config = Config::load_from(
@@ -77,27 +90,53 @@ fn a_bad_value_is_one_line_naming_the_key_and_its_source() {
         .unwrap_err()
         .to_string();
     assert!(!error.contains('\n'), "{error}");
-    assert!(error.starts_with("config error: plugins.deadline_ms: "), "{error}");
+    assert!(
+        error.starts_with("config error: plugins.deadline_ms: "),
+        "{error}"
+    );
     assert!(error.contains("COMFYUME_PLUGINS__DEADLINE_MS"), "{error}");
 
     let file = toml("[server]\nlisten = \"not an address\"\n");
-    let error = Config::load_from(Some(file.path()), env(&[])).unwrap_err().to_string();
-    assert!(error.starts_with("config error: server.listen: "), "{error}");
+    let error = Config::load_from(Some(file.path()), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("config error: server.listen: "),
+        "{error}"
+    );
     assert!(error.contains(file.path().to_str().unwrap()), "{error}");
 
     let file = toml("[plugins]\nschedular = \"fifo\"\n");
-    let error = Config::load_from(Some(file.path()), env(&[])).unwrap_err().to_string();
-    assert!(error.contains("schedular"), "a typo is an error, not a silent default: {error}");
+    let error = Config::load_from(Some(file.path()), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("schedular"),
+        "a typo is an error, not a silent default: {error}"
+    );
 
-    let error = Config::load_from(None, env(&[("INFERENCE_MODE", "cloud")])).unwrap_err().to_string();
-    assert!(error.starts_with("config error: dispatch.mode: "), "{error}");
+    let error = Config::load_from(None, env(&[("INFERENCE_MODE", "cloud")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("config error: dispatch.mode: "),
+        "{error}"
+    );
     assert!(error.contains("INFERENCE_MODE"), "{error}");
 
-    let error = Config::load_from(None, env(&[("COMFYUME_QUEUE__STORE", "redis")])).unwrap_err().to_string();
-    assert_eq!(error, "config error: queue.redis_url: is required when queue.store = \"redis\"");
+    let error = Config::load_from(None, env(&[("COMFYUME_QUEUE__STORE", "redis")]))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        "config error: queue.redis_url: is required when queue.store = \"redis\""
+    );
 
     let error = Config::load_from(Some(std::path::Path::new("/nonexistent.toml")), env(&[]))
         .unwrap_err()
         .to_string();
-    assert!(error.contains("--config") && error.contains("does not exist"), "{error}");
+    assert!(
+        error.contains("--config") && error.contains("does not exist"),
+        "{error}"
+    );
 }

@@ -21,7 +21,9 @@ fn queue() -> comfyume::plugins::api::Snapshot {
 fn misbehave(name: &str, limits: CallLimits) -> PluginError {
     let registry = registry_with_scheduler(&fixture_bytes(name), limits);
     let plugin = registry.scheduler().active().expect("active");
-    let direct = plugin.pick_next(&queue()).expect_err("hostile plugin must fail");
+    let direct = plugin
+        .pick_next(&queue())
+        .expect_err("hostile plugin must fail");
 
     for attempt in 1..=3 {
         let decision = registry.pick_next(&queue());
@@ -33,32 +35,57 @@ fn misbehave(name: &str, limits: CallLimits) -> PluginError {
             decision.by
         );
         let status = registry.scheduler().status();
-        assert_eq!(status.disabled.is_some(), attempt == 3, "{name} attempt {attempt}: {status:?}");
+        assert_eq!(
+            status.disabled.is_some(),
+            attempt == 3,
+            "{name} attempt {attempt}: {status:?}"
+        );
     }
     // Disabled: the default decides without calling the plugin at all.
     let status = registry.scheduler().status();
     assert!(status.active.is_none());
-    assert!(status.disabled.as_deref().unwrap().contains("disabled after 3 failures"));
+    assert!(
+        status
+            .disabled
+            .as_deref()
+            .unwrap()
+            .contains("disabled after 3 failures")
+    );
     let decision = registry.pick_next(&queue());
     assert_eq!(decision.value, Some(1));
     // The operator can bring it back with one rollback (it is in history).
-    assert_eq!(status.history.first().map(String::as_str), Some(&*format!("{name}@0.0.1")));
+    assert_eq!(
+        status.history.first().map(String::as_str),
+        Some(&*format!("{name}@0.0.1"))
+    );
     direct
 }
 
 #[test]
 fn an_infinite_loop_is_stopped_by_the_deadline() {
-    let limits = CallLimits { deadline_ms: 50, memory_mib: 64 };
+    let limits = CallLimits {
+        deadline_ms: 50,
+        memory_mib: 64,
+    };
     let engine = engine();
     let plugin = LoadedPlugin::load(&engine, &fixture_bytes("hostile-loop"), limits).unwrap();
     let started = Instant::now();
     let error = plugin.pick_next(&queue()).unwrap_err();
     let took = started.elapsed();
     // Reported, not asserted: timing on a shared machine is noise.
-    eprintln!("hostile-loop stopped after {took:?} (deadline 50 ms, tick {:?})", comfyume::plugins::TICK);
-    assert!(matches!(error, PluginError::Deadline { deadline_ms: 50 }), "{error}");
+    eprintln!(
+        "hostile-loop stopped after {took:?} (deadline 50 ms, tick {:?})",
+        comfyume::plugins::TICK
+    );
+    assert!(
+        matches!(error, PluginError::Deadline { deadline_ms: 50 }),
+        "{error}"
+    );
     // The next call on the same plugin gets a fresh instance and fails the same way.
-    assert!(matches!(plugin.pick_next(&queue()), Err(PluginError::Deadline { .. })));
+    assert!(matches!(
+        plugin.pick_next(&queue()),
+        Err(PluginError::Deadline { .. })
+    ));
 
     let error = misbehave("hostile-loop", limits);
     assert_eq!(error.cause(), "deadline");
@@ -66,7 +93,10 @@ fn an_infinite_loop_is_stopped_by_the_deadline() {
 
 #[test]
 fn a_memory_bomb_hits_the_cap() {
-    let limits = CallLimits { deadline_ms: 5_000, memory_mib: 8 };
+    let limits = CallLimits {
+        deadline_ms: 5_000,
+        memory_mib: 8,
+    };
     let error = misbehave("hostile-memory", limits);
     match error {
         PluginError::MemoryCap { cap_mib, asked_mib } => {
@@ -104,7 +134,9 @@ fn a_good_plugin_works_right_after_a_hostile_one_is_disabled() {
         registry.pick_next(&queue());
     }
     assert!(registry.scheduler().status().disabled.is_some());
-    let good = registry.load(builtin_bytes("priority"), CallLimits::default()).unwrap();
+    let good = registry
+        .load(builtin_bytes("priority"), CallLimits::default())
+        .unwrap();
     registry.activate(good.hash()).unwrap();
     let decision = registry.pick_next(&queue());
     assert_eq!(decision.by, DecidedBy::Plugin("priority@0.1.0".into()));

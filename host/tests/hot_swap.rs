@@ -12,11 +12,18 @@ use common::*;
 
 #[test]
 fn hot_swap_under_load_loses_no_call() {
-    let registry = Arc::new(registry_with_scheduler(builtin_bytes("fifo"), CallLimits::default()));
-    let next = registry.load(builtin_bytes("round-robin"), CallLimits::default()).unwrap();
+    let registry = Arc::new(registry_with_scheduler(
+        builtin_bytes("fifo"),
+        CallLimits::default(),
+    ));
+    let next = registry
+        .load(builtin_bytes("round-robin"), CallLimits::default())
+        .unwrap();
     let queue = Arc::new(snapshot(
         vec![user("a"), user("b"), user("c")],
-        (0..30).map(|i| job(i + 1, (i % 3) as u32, NOW - 10_000 + i)).collect(),
+        (0..30)
+            .map(|i| job(i + 1, (i % 3) as u32, NOW - 10_000 + i))
+            .collect(),
     ));
     let stop = Arc::new(AtomicBool::new(false));
     let calls = Arc::new(AtomicU64::new(0));
@@ -24,8 +31,13 @@ fn hot_swap_under_load_loses_no_call() {
 
     let workers: Vec<_> = (0..4)
         .map(|_| {
-            let (registry, queue, stop, calls, start) =
-                (registry.clone(), queue.clone(), stop.clone(), calls.clone(), start.clone());
+            let (registry, queue, stop, calls, start) = (
+                registry.clone(),
+                queue.clone(),
+                stop.clone(),
+                calls.clone(),
+                start.clone(),
+            );
             std::thread::spawn(move || {
                 start.wait();
                 let mut seen = Vec::new();
@@ -58,7 +70,10 @@ fn hot_swap_under_load_loses_no_call() {
             assert_eq!(value, Some(0), "both policies pick the oldest job here");
             match by {
                 DecidedBy::Plugin(label) if label == "fifo@0.1.0" => {
-                    assert!(began < swapped, "a call that started after the swap saw the old version");
+                    assert!(
+                        began < swapped,
+                        "a call that started after the swap saw the old version"
+                    );
                     old += 1;
                 }
                 DecidedBy::Plugin(label) if label == "round-robin@0.1.0" => new += 1,
@@ -71,5 +86,8 @@ fn hot_swap_under_load_loses_no_call() {
     assert_eq!(registry.scheduler().status().history, ["fifo@0.1.0"]);
     // Rollback is one call.
     registry.rollback("scheduler").unwrap();
-    assert_eq!(registry.pick_next(&queue).by, DecidedBy::Plugin("fifo@0.1.0".into()));
+    assert_eq!(
+        registry.pick_next(&queue).by,
+        DecidedBy::Plugin("fifo@0.1.0".into())
+    );
 }

@@ -51,10 +51,23 @@ fn every_builtin_passes_and_prints_its_description() {
 
 fn assert_one_line_failure(out: &Outcome, needle: &str) {
     assert_eq!(out.code, Some(1), "stderr: {}", out.stderr);
-    let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "exactly one line on stderr: {:?}", out.stderr);
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "exactly one line on stderr: {:?}",
+        out.stderr
+    );
     assert!(lines[0].starts_with("plugin check failed:"), "{}", lines[0]);
-    assert!(lines[0].contains(needle), "expected {needle:?} in {:?}", lines[0]);
+    assert!(
+        lines[0].contains(needle),
+        "expected {needle:?} in {:?}",
+        lines[0]
+    );
 }
 
 #[test]
@@ -66,7 +79,10 @@ fn hostile_plugins_fail_with_one_line_naming_the_cause() {
         ("hostile-nonsense", "invalid answer"),
     ];
     for (name, needle) in cases {
-        let out = check(&fixture_bytes(name), &["--deadline-ms", "100", "--memory-mib", "16"]);
+        let out = check(
+            &fixture_bytes(name),
+            &["--deadline-ms", "100", "--memory-mib", "16"],
+        );
         assert_one_line_failure(&out, needle);
         assert!(out.stderr.contains(name), "{}", out.stderr);
     }
@@ -78,5 +94,8 @@ fn files_that_are_not_plugins_are_refused_with_the_reason() {
     // A valid core module (the smallest): not a component.
     assert_one_line_failure(&check(b"\0asm\x01\0\0\0", &[]), "core WebAssembly module");
     // A valid empty component: implements no world.
-    assert_one_line_failure(&check(b"\0asm\x0d\0\x01\0", &[]), "implements no known plugin world");
+    assert_one_line_failure(
+        &check(b"\0asm\x0d\0\x01\0", &[]),
+        "implements no known plugin world",
+    );
 }

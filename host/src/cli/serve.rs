@@ -19,7 +19,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     };
     std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
-        format!("creating the data folder {}", config.server.data_dir.display())
+        format!(
+            "creating the data folder {}",
+            config.server.data_dir.display()
+        )
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -47,7 +47,8 @@ pub(super) fn prefixed(env: &[(String, String)]) -> Vec<EnvVar> {
             }
             let key = rest.to_ascii_lowercase().replace("__", ".");
             // Free-text keys stay strings even when they look like numbers.
-            let string = key.ends_with("api_key") || key.ends_with("_url") || key.ends_with("password");
+            let string =
+                key.ends_with("api_key") || key.ends_with("_url") || key.ends_with("password");
             Some(EnvVar {
                 var: var.clone(),
                 key,

@@ -37,7 +37,11 @@ pub fn overrides(env: &[(String, String)]) -> Vec<(String, String, String)> {
         .filter_map(|(var, key)| {
             get(var).map(|v| {
                 // The predecessor wrote modes in any case.
-                let v = if *var == "INFERENCE_MODE" { v.to_lowercase() } else { v };
+                let v = if *var == "INFERENCE_MODE" {
+                    v.to_lowercase()
+                } else {
+                    v
+                };
                 (key.to_string(), v, var.to_string())
             })
         })

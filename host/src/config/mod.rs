@@ -80,7 +80,12 @@ impl Config {
         }
         for (key, raw, var) in legacy::overrides(&env) {
             let string = key != "timeouts.job_wait_secs";
-            figment = figment.merge(EnvVar { var, key, raw, string });
+            figment = figment.merge(EnvVar {
+                var,
+                key,
+                raw,
+                string,
+            });
         }
         for var in env::prefixed(&env) {
             figment = figment.merge(var);
@@ -94,25 +99,43 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let p = &self.plugins;
         if p.deadline_ms == 0 || p.deadline_ms > 60_000 {
-            return Err(ConfigError::new("plugins.deadline_ms", "must be between 1 and 60000"));
+            return Err(ConfigError::new(
+                "plugins.deadline_ms",
+                "must be between 1 and 60000",
+            ));
         }
         if p.memory_mib == 0 || p.memory_mib > p.max_memory_mib {
             return Err(ConfigError::new(
                 "plugins.memory_mib",
-                format!("must be between 1 and plugins.max_memory_mib ({})", p.max_memory_mib),
+                format!(
+                    "must be between 1 and plugins.max_memory_mib ({})",
+                    p.max_memory_mib
+                ),
             ));
         }
         if p.max_memory_mib > 4096 {
-            return Err(ConfigError::new("plugins.max_memory_mib", "must be at most 4096"));
+            return Err(ConfigError::new(
+                "plugins.max_memory_mib",
+                "must be at most 4096",
+            ));
         }
         if p.max_failures == 0 {
-            return Err(ConfigError::new("plugins.max_failures", "must be at least 1"));
+            return Err(ConfigError::new(
+                "plugins.max_failures",
+                "must be at least 1",
+            ));
         }
         if p.max_instances == 0 || p.max_instances > 10_000 {
-            return Err(ConfigError::new("plugins.max_instances", "must be between 1 and 10000"));
+            return Err(ConfigError::new(
+                "plugins.max_instances",
+                "must be between 1 and 10000",
+            ));
         }
         if self.timeouts.job_wait_secs == 0 {
-            return Err(ConfigError::new("timeouts.job_wait_secs", "must be at least 1"));
+            return Err(ConfigError::new(
+                "timeouts.job_wait_secs",
+                "must be at least 1",
+            ));
         }
         if self.timeouts.poll_secs == 0 || self.timeouts.poll_secs >= self.timeouts.job_wait_secs {
             return Err(ConfigError::new(
@@ -130,7 +153,11 @@ impl Config {
     }
 
     /// Applies `--listen` and `--data` on top of everything else.
-    pub fn with_flags(mut self, listen: Option<std::net::SocketAddr>, data: Option<PathBuf>) -> Self {
+    pub fn with_flags(
+        mut self,
+        listen: Option<std::net::SocketAddr>,
+        data: Option<PathBuf>,
+    ) -> Self {
         if let Some(listen) = listen {
             self.server.listen = listen;
         }

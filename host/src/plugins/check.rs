@@ -183,7 +183,9 @@ fn scheduler_fixtures(plugin: &LoadedPlugin) -> Vec<FixtureResult> {
             &format!("{jobs} pending jobs from {users} users → an index in range"),
             match plugin.pick_next(&snapshot) {
                 Ok(Some(i)) => Ok(format!("picked index {i}")),
-                Ok(None) => Err("returned none although jobs are waiting and no user is at a cap".into()),
+                Ok(None) => {
+                    Err("returned none although jobs are waiting and no user is at a cap".into())
+                }
                 Err(e) => Err(failed(e)),
             },
         ));
@@ -249,7 +251,12 @@ fn validator_fixtures(plugin: &LoadedPlugin) -> Vec<FixtureResult> {
                     "rejected a shipped workshop template: {}",
                     problems
                         .iter()
-                        .map(|p| format!("node {} {}: {}", p.node_id, p.input_name.as_deref().unwrap_or("-"), p.message))
+                        .map(|p| format!(
+                            "node {} {}: {}",
+                            p.node_id,
+                            p.input_name.as_deref().unwrap_or("-"),
+                            p.message
+                        ))
                         .collect::<Vec<_>>()
                         .join("; ")
                 ))
@@ -260,7 +267,10 @@ fn validator_fixtures(plugin: &LoadedPlugin) -> Vec<FixtureResult> {
     }
     out.push(result(
         "claims the workshop templates of its family",
-        Ok(format!("claimed {claimed} of {} shipped templates", builtin::templates().len())),
+        Ok(format!(
+            "claimed {claimed} of {} shipped templates",
+            builtin::templates().len()
+        )),
     ));
     for (fixture, graph) in hostile_graphs() {
         out.push(result(
@@ -289,32 +299,57 @@ fn hostile_graphs() -> Vec<(&'static str, Vec<Node>)> {
             })
             .collect(),
     };
-    let link = |n: &str| InputValue::Link(Link { node: n.into(), slot: 0 });
+    let link = |n: &str| {
+        InputValue::Link(Link {
+            node: n.into(),
+            slot: 0,
+        })
+    };
     vec![
         ("an empty graph does not trap", vec![]),
         (
             "links to missing nodes and link cycles do not trap",
             vec![
-                node("1", "EmptyFlux2LatentImage", vec![("width", link("2")), ("height", link("404"))]),
+                node(
+                    "1",
+                    "EmptyFlux2LatentImage",
+                    vec![("width", link("2")), ("height", link("404"))],
+                ),
                 node("2", "PrimitiveInt", vec![("value", link("3"))]),
                 node("3", "PrimitiveInt", vec![("value", link("2"))]),
-                node("4", "EmptyLTXVLatentVideo", vec![("length", link("4")), ("width", link("2"))]),
+                node(
+                    "4",
+                    "EmptyLTXVLatentVideo",
+                    vec![("length", link("4")), ("width", link("2"))],
+                ),
             ],
         ),
         (
             "extreme values do not trap",
             vec![
-                node("1", "EmptyFlux2LatentImage", vec![
-                    ("width", InputValue::Int(i64::MIN)),
-                    ("height", InputValue::Float(f64::NAN)),
-                    ("batch_size", InputValue::Int(i64::MAX)),
-                ]),
-                node("2", "EmptyLTXVLatentVideo", vec![
-                    ("width", InputValue::Float(f64::INFINITY)),
-                    ("height", InputValue::Str("wide".into())),
-                    ("length", InputValue::Int(-1)),
-                ]),
-                node("3", "Flux2Scheduler", vec![("steps", InputValue::Other("null".into()))]),
+                node(
+                    "1",
+                    "EmptyFlux2LatentImage",
+                    vec![
+                        ("width", InputValue::Int(i64::MIN)),
+                        ("height", InputValue::Float(f64::NAN)),
+                        ("batch_size", InputValue::Int(i64::MAX)),
+                    ],
+                ),
+                node(
+                    "2",
+                    "EmptyLTXVLatentVideo",
+                    vec![
+                        ("width", InputValue::Float(f64::INFINITY)),
+                        ("height", InputValue::Str("wide".into())),
+                        ("length", InputValue::Int(-1)),
+                    ],
+                ),
+                node(
+                    "3",
+                    "Flux2Scheduler",
+                    vec![("steps", InputValue::Other("null".into()))],
+                ),
             ],
         ),
     ]
@@ -365,8 +400,14 @@ pub fn sample_job(kind: &str, width: u32, height: u32, frames: u32) -> JobInfo {
 fn selector_fixtures(plugin: &LoadedPlugin) -> Vec<FixtureResult> {
     let mut out = Vec::new();
     let jobs = [
-        ("a Flux2 Klein image", sample_job("flux2-klein", 1024, 1024, 1)),
-        ("an LTX-2 1280x720x121 video", sample_job("ltx2", 1280, 720, 121)),
+        (
+            "a Flux2 Klein image",
+            sample_job("flux2-klein", 1024, 1024, 1),
+        ),
+        (
+            "an LTX-2 1280x720x121 video",
+            sample_job("ltx2", 1280, 720, 121),
+        ),
         ("an unknown workflow kind", sample_job("other", 512, 512, 1)),
     ];
     for (what, job) in &jobs {

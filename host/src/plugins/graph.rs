@@ -110,7 +110,9 @@ mod tests {
         assert_eq!(nodes.len(), 2);
         let save = nodes.iter().find(|n| n.id == "9").unwrap();
         let get = |name: &str| &save.inputs.iter().find(|i| i.name == name).unwrap().value;
-        assert!(matches!(get("images"), InputValue::Link(Link { node, slot: 0 }) if node == "75:65"));
+        assert!(
+            matches!(get("images"), InputValue::Link(Link { node, slot: 0 }) if node == "75:65")
+        );
         assert!(matches!(get("filename_prefix"), InputValue::Str(s) if s == "x"));
         assert!(matches!(get("f"), InputValue::Float(f) if *f == 1.5));
         assert!(matches!(get("b"), InputValue::Boolean(true)));

@@ -121,7 +121,11 @@ impl Registry {
     }
 
     /// Loads (or finds, by hash) a plugin version without activating it.
-    pub fn load(&self, bytes: &[u8], limits: CallLimits) -> Result<Arc<LoadedPlugin>, RegistryError> {
+    pub fn load(
+        &self,
+        bytes: &[u8],
+        limits: CallLimits,
+    ) -> Result<Arc<LoadedPlugin>, RegistryError> {
         let plugin = Arc::new(LoadedPlugin::load(&self.engine, bytes, limits)?);
         let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
         Ok(versions
@@ -175,17 +179,21 @@ impl Registry {
     /// Which pending job runs next. Never fails: the built-in FIFO decides
     /// when the plugin cannot.
     pub fn pick_next(&self, snapshot: &Snapshot) -> Decision<Option<u32>> {
-        decide(&self.scheduler, |p| p.pick_next(snapshot), || {
-            fallback::pick_next(snapshot)
-        })
+        decide(
+            &self.scheduler,
+            |p| p.pick_next(snapshot),
+            || fallback::pick_next(snapshot),
+        )
     }
 
     /// Which backend runs `job`. Never fails: the built-in selector decides
     /// when the plugin cannot.
     pub fn select(&self, job: &JobInfo, backends: &[Backend]) -> Decision<Result<u32, String>> {
-        decide(&self.selector, |p| p.select(job, backends), || {
-            fallback::select(job, backends)
-        })
+        decide(
+            &self.selector,
+            |p| p.select(job, backends),
+            || fallback::select(job, backends),
+        )
     }
 
     /// Runs the validators until one claims the graph.

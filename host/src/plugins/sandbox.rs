@@ -78,7 +78,11 @@ impl PluginState {
             tracing::warn!(plugin = label, stream = "stderr", "{line}");
         }
         if self.log_dropped > 0 {
-            tracing::warn!(plugin = label, dropped = self.log_dropped, "plugin log lines dropped");
+            tracing::warn!(
+                plugin = label,
+                dropped = self.log_dropped,
+                "plugin log lines dropped"
+            );
         }
         last_words(&stderr)
     }

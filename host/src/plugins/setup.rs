@@ -40,13 +40,21 @@ pub fn registry_from_config(config: &PluginsConfig, data_dir: &Path) -> anyhow::
         let plugin = registry
             .load(bytes, limits)
             .with_context(|| format!("loading built-in plugin {crate_name}"))?;
-        names.push((plugin.kind(), plugin.info().name.clone(), plugin.hash().to_string()));
+        names.push((
+            plugin.kind(),
+            plugin.info().name.clone(),
+            plugin.hash().to_string(),
+        ));
         if plugin.kind() == PluginKind::Validator {
             registry.activate(plugin.hash())?;
         }
     }
     for (kind, wanted, key) in [
-        (PluginKind::Scheduler, &config.scheduler, "plugins.scheduler"),
+        (
+            PluginKind::Scheduler,
+            &config.scheduler,
+            "plugins.scheduler",
+        ),
         (PluginKind::Selector, &config.selector, "plugins.selector"),
     ] {
         let Some((_, _, hash)) = names.iter().find(|(k, n, _)| *k == kind && n == wanted) else {
@@ -57,7 +65,10 @@ pub fn registry_from_config(config: &PluginsConfig, data_dir: &Path) -> anyhow::
                 .collect();
             return Err(ConfigError {
                 key: key.into(),
-                reason: format!("no built-in named {wanted:?} (choose one of: {})", choices.join(", ")),
+                reason: format!(
+                    "no built-in named {wanted:?} (choose one of: {})",
+                    choices.join(", ")
+                ),
                 source_note: String::new(),
             }
             .into());

@@ -60,7 +60,11 @@ pub fn pick_next(snapshot: &Snapshot) -> Option<u32> {
 
 /// Negative or NaN usage from a confused host counts as zero.
 fn sanitize(seconds: f64) -> f64 {
-    if seconds.is_finite() && seconds > 0.0 { seconds } else { 0.0 }
+    if seconds.is_finite() && seconds > 0.0 {
+        seconds
+    } else {
+        0.0
+    }
 }
 
 impl scheduling::Guest for FairShare {

@@ -47,7 +47,9 @@ pub fn pick_next(snapshot: &Snapshot) -> Option<u32> {
         let job = &snapshot.pending[index];
         // Never served sorts as 0: before anyone who was.
         let key = (
-            usage.last_dispatched_at_ms.map_or(0, |t| t.saturating_add(1)),
+            usage
+                .last_dispatched_at_ms
+                .map_or(0, |t| t.saturating_add(1)),
             job.submitted_at_ms,
             job.id,
         );
