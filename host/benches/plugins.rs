@@ -18,8 +18,8 @@ use comfyume::plugins::api::{PriorityClass, Snapshot};
 use comfyume::plugins::cache::CompileCache;
 use comfyume::plugins::check::sample_snapshot;
 use comfyume::plugins::{CallLimits, LoadedPlugin, PluginEngine, RuntimeConfig, builtin};
-use scheduler_fair_share::comfyume::plugin::types::PriorityClass as GuestPriority;
-use scheduler_fair_share::exports::comfyume::plugin::scheduling as guest;
+use scheduler_fair_share::sdk::scheduler as guest;
+use scheduler_fair_share::sdk::types::PriorityClass as GuestPriority;
 
 fn guest_priority(p: PriorityClass) -> GuestPriority {
     match p {

@@ -6,13 +6,13 @@
 //! everyone else. Instructor-class jobs go first (the live-demo lane). Ties
 //! go to the oldest job. A user at their running cap is skipped.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "scheduler",
-});
+/// The SDK this plugin is built on, re-exported so a native caller (the
+/// host's benchmark) can build the [`Snapshot`] that [`pick_next`] takes.
+pub use comfyume_plugin_sdk as sdk;
 
-use comfyume::plugin::types::{PluginKind, PriorityClass};
-use exports::comfyume::plugin::scheduling::{self, Snapshot};
+use comfyume_plugin_sdk::schedule::has_room;
+use comfyume_plugin_sdk::scheduler::{Guest, PluginInfo, Snapshot, scheduling};
+use comfyume_plugin_sdk::types::{PluginKind, PriorityClass};
 
 /// The component's exports.
 pub struct FairShare;
@@ -32,13 +32,10 @@ pub fn pick_next(snapshot: &Snapshot) -> Option<u32> {
     let lane = |p: PriorityClass| u8::from(p != PriorityClass::Instructor);
     let mut best: Option<usize> = None;
     for (index, job) in snapshot.pending.iter().enumerate() {
-        let user = job.user as usize;
-        let Some(usage) = snapshot.users.get(user) else {
-            continue;
-        };
-        if usage.max_running.is_some_and(|cap| usage.running >= cap) {
+        if !has_room(snapshot, job.user) {
             continue;
         }
+        let user = job.user as usize;
         let better = match best {
             None => true,
             Some(b) => {
@@ -85,4 +82,4 @@ impl Guest for FairShare {
 }
 
 #[cfg(target_arch = "wasm32")]
-export!(FairShare);
+comfyume_plugin_sdk::export_scheduler!(FairShare);

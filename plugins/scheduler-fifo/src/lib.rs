@@ -3,13 +3,9 @@
 //! Jobs of users already at their running cap are skipped, so one attendee
 //! with a full lane never blocks everyone behind them.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "scheduler",
-});
-
-use comfyume::plugin::types::PluginKind;
-use exports::comfyume::plugin::scheduling::{self, Snapshot};
+use comfyume_plugin_sdk::schedule::at_cap;
+use comfyume_plugin_sdk::scheduler::{Guest, PluginInfo, Snapshot, scheduling};
+use comfyume_plugin_sdk::types::PluginKind;
 
 /// The component's exports.
 pub struct Fifo;
@@ -27,14 +23,6 @@ pub fn pick_next(snapshot: &Snapshot) -> Option<u32> {
         }
     }
     best.map(|b| b.2)
-}
-
-fn at_cap(snapshot: &Snapshot, user: u32) -> bool {
-    snapshot
-        .users
-        .get(user as usize)
-        .and_then(|u| u.max_running.map(|cap| u.running >= cap))
-        .unwrap_or(false)
 }
 
 impl scheduling::Guest for Fifo {
@@ -55,4 +43,4 @@ impl Guest for Fifo {
 }
 
 #[cfg(target_arch = "wasm32")]
-export!(Fifo);
+comfyume_plugin_sdk::export_scheduler!(Fifo);

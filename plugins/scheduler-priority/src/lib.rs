@@ -4,13 +4,9 @@
 //! live demos), then high, normal and low. Within a class the oldest job runs
 //! first. Users at their running cap are skipped.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "scheduler",
-});
-
-use comfyume::plugin::types::{PluginKind, PriorityClass};
-use exports::comfyume::plugin::scheduling::{self, Snapshot};
+use comfyume_plugin_sdk::schedule::has_room;
+use comfyume_plugin_sdk::scheduler::{Guest, PluginInfo, Snapshot, scheduling};
+use comfyume_plugin_sdk::types::{PluginKind, PriorityClass};
 
 /// The component's exports.
 pub struct Priority;
@@ -29,10 +25,7 @@ fn rank(class: PriorityClass) -> u8 {
 pub fn pick_next(snapshot: &Snapshot) -> Option<u32> {
     let mut best: Option<((u8, u64, u64), u32)> = None;
     for (index, job) in snapshot.pending.iter().enumerate() {
-        let Some(usage) = snapshot.users.get(job.user as usize) else {
-            continue;
-        };
-        if usage.max_running.is_some_and(|cap| usage.running >= cap) {
+        if !has_room(snapshot, job.user) {
             continue;
         }
         let key = (rank(job.priority), job.submitted_at_ms, job.id);
@@ -61,4 +54,4 @@ impl Guest for Priority {
 }
 
 #[cfg(target_arch = "wasm32")]
-export!(Priority);
+comfyume_plugin_sdk::export_scheduler!(Priority);

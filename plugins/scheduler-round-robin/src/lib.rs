@@ -7,13 +7,9 @@
 //! therefore alternates with one who queued a single job instead of running
 //! all ten first. Users at their running cap are skipped.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "scheduler",
-});
-
-use comfyume::plugin::types::PluginKind;
-use exports::comfyume::plugin::scheduling::{self, Snapshot};
+use comfyume_plugin_sdk::schedule::users_with_room;
+use comfyume_plugin_sdk::scheduler::{Guest, PluginInfo, Snapshot, scheduling};
+use comfyume_plugin_sdk::types::PluginKind;
 
 /// The component's exports.
 pub struct RoundRobin;
@@ -38,12 +34,8 @@ pub fn pick_next(snapshot: &Snapshot) -> Option<u32> {
         }
     }
     let mut best: Option<((u64, u64, u64), usize)> = None;
-    for (user, slot) in oldest.iter().enumerate() {
-        let Some(index) = *slot else { continue };
-        let usage = &snapshot.users[user];
-        if usage.max_running.is_some_and(|cap| usage.running >= cap) {
-            continue;
-        }
+    for (user, usage) in users_with_room(snapshot) {
+        let Some(index) = oldest[user] else { continue };
         let job = &snapshot.pending[index];
         // Never served sorts as 0: before anyone who was.
         let key = (
@@ -79,4 +71,4 @@ impl Guest for RoundRobin {
 }
 
 #[cfg(target_arch = "wasm32")]
-export!(RoundRobin);
+comfyume_plugin_sdk::export_scheduler!(RoundRobin);

@@ -5,17 +5,12 @@
 //! The policy and the reasons behind it are documented in [`policy`]; this
 //! file is only the WIT glue.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "selector",
-});
-
 pub mod policy;
 
 pub use policy::{HEAVY_PIXEL_FRAMES, UNRELIABLE_FAILURES, is_heavy, select};
 
-use comfyume::plugin::types::PluginKind;
-use exports::comfyume::plugin::selection::{self, Backend, JobInfo};
+use comfyume_plugin_sdk::selector::{Backend, Guest, JobInfo, PluginInfo, selection};
+use comfyume_plugin_sdk::types::PluginKind;
 
 /// The component's exports.
 pub struct B300OnDemand;
@@ -40,7 +35,7 @@ impl Guest for B300OnDemand {
 }
 
 #[cfg(target_arch = "wasm32")]
-export!(B300OnDemand);
+comfyume_plugin_sdk::export_selector!(B300OnDemand);
 
 #[cfg(test)]
 mod tests {

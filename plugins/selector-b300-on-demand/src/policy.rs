@@ -45,11 +45,14 @@
 //! empty list, capacity 0, `u32::MAX` sizes and counters and NaN prices are
 //! all handled.
 
-use core::cmp::Ordering;
-use core::fmt::Write as _;
+use comfyume_plugin_sdk::select::{
+    best, busy, by_failures_then_price, by_price_then_failures, has_room, is_gpu, list,
+    no_pool_reason, reliable,
+};
+use comfyume_plugin_sdk::selector::{Backend, JobInfo};
+use comfyume_plugin_sdk::types::Tier;
 
-use crate::comfyume::plugin::types::Tier;
-use crate::exports::comfyume::plugin::selection::{Backend, JobInfo};
+pub use comfyume_plugin_sdk::select::UNRELIABLE_FAILURES;
 
 /// `width * height * frames` above which an `ltx2` job is heavy.
 pub const HEAVY_PIXEL_FRAMES: u64 = 1280 * 720 * 97;
@@ -59,12 +62,6 @@ pub const HEAVY_KIND: &str = "ltx2";
 
 /// The only GPU model heavy jobs may use.
 pub const HEAVY_GPU: &str = "B300";
-
-/// Recent failures at which a spot pool counts as unreliable.
-pub const UNRELIABLE_FAILURES: u32 = 3;
-
-/// Pools named one by one in an error before the rest are only counted.
-const MAX_LISTED: usize = 8;
 
 /// True when `job` is an LTX-2 job too large for anything but a B300.
 pub fn is_heavy(job: &JobInfo) -> bool {
@@ -76,53 +73,30 @@ pub fn is_heavy(job: &JobInfo) -> bool {
 
 /// Chooses the pool for `job`: an index into `backends`, or why none fits.
 pub fn select(job: &JobInfo, backends: &[Backend]) -> Result<u32, String> {
-    let heavy = is_heavy(job);
-    let mut best: Option<Candidate<'_>> = None;
-    for (index, pool) in backends.iter().enumerate() {
-        let class = if heavy {
-            heavy_class(job, pool)
-        } else {
-            light_class(job, pool)
-        };
-        let Some(class) = class else {
-            continue;
-        };
-        let candidate = Candidate { class, index, pool };
-        let better = match &best {
-            None => true,
-            Some(b) if heavy => rank_heavy(&candidate, b) == Ordering::Less,
-            Some(b) => rank_light(&candidate, b) == Ordering::Less,
-        };
-        if better {
-            best = Some(candidate);
-        }
+    if is_heavy(job) {
+        best(
+            backends,
+            |pool| heavy_class(job, pool),
+            by_failures_then_price,
+        )
+        .ok_or_else(|| heavy_reason(job, backends))
+    } else {
+        best(
+            backends,
+            |pool| light_class(job, pool),
+            by_price_then_failures,
+        )
+        .ok_or_else(|| light_reason(job, backends))
     }
-    match best.and_then(|b| u32::try_from(b.index).ok()) {
-        Some(index) => Ok(index),
-        None if heavy => Err(heavy_reason(job, backends)),
-        None => Err(light_reason(job, backends)),
-    }
-}
-
-/// A pool that can take the job, with its class (lower is better).
-struct Candidate<'a> {
-    class: u8,
-    index: usize,
-    pool: &'a Backend,
-}
-
-fn has_room(pool: &Backend) -> bool {
-    pool.healthy && pool.in_flight < pool.capacity
 }
 
 fn is_heavy_gpu(pool: &Backend) -> bool {
-    pool.gpu.trim().eq_ignore_ascii_case(HEAVY_GPU)
+    is_gpu(pool, HEAVY_GPU)
 }
 
-fn reliable(pool: &Backend) -> bool {
-    matches!(pool.tier, Tier::OnDemand) || pool.recent_failures < UNRELIABLE_FAILURES
-}
-
+/// Heavy jobs: B300 on-demand (0 warm, 1 cold), then reliable B300 spot
+/// (2, 3) unless the job was lost to a reclaim. Ranked by class, fewer
+/// failures, lower price, lower load, list order.
 fn heavy_class(job: &JobInfo, pool: &Backend) -> Option<u8> {
     if !has_room(pool) || !is_heavy_gpu(pool) {
         return None;
@@ -135,61 +109,15 @@ fn heavy_class(job: &JobInfo, pool: &Backend) -> Option<u8> {
     }
 }
 
+/// Light jobs: spot after a reclaim last, unreliable after reliable, cold
+/// after warm. Ranked by class, lower price, fewer failures, lower load,
+/// list order.
 fn light_class(job: &JobInfo, pool: &Backend) -> Option<u8> {
     if !has_room(pool) {
         return None;
     }
     let spot_after_reclaim = job.lost_to_reclaim && matches!(pool.tier, Tier::Spot);
     Some(4 * u8::from(spot_after_reclaim) + 2 * u8::from(!reliable(pool)) + u8::from(!pool.warm))
-}
-
-/// Heavy jobs: class, fewer failures, lower price, lower load, list order.
-fn rank_heavy(a: &Candidate<'_>, b: &Candidate<'_>) -> Ordering {
-    let (x, y) = (a.pool, b.pool);
-    a.class
-        .cmp(&b.class)
-        .then(x.recent_failures.cmp(&y.recent_failures))
-        .then(price(x).total_cmp(&price(y)))
-        .then(load(x, y))
-        .then(a.index.cmp(&b.index))
-}
-
-/// Light jobs: class, lower price, fewer failures, lower load, list order.
-fn rank_light(a: &Candidate<'_>, b: &Candidate<'_>) -> Ordering {
-    let (x, y) = (a.pool, b.pool);
-    a.class
-        .cmp(&b.class)
-        .then(price(x).total_cmp(&price(y)))
-        .then(x.recent_failures.cmp(&y.recent_failures))
-        .then(load(x, y))
-        .then(a.index.cmp(&b.index))
-}
-
-/// Price per hour for ranking; NaN (unknown) sorts after every real price.
-fn price(pool: &Backend) -> f64 {
-    if pool.price_per_hour.is_nan() {
-        f64::INFINITY
-    } else {
-        pool.price_per_hour
-    }
-}
-
-/// Compares `in-flight / capacity` exactly, without floating point.
-fn load(a: &Backend, b: &Backend) -> Ordering {
-    let left = u64::from(a.in_flight) * u64::from(b.capacity);
-    let right = u64::from(b.in_flight) * u64::from(a.capacity);
-    left.cmp(&right)
-}
-
-/// Why a pool cannot take the job right now, if it is unhealthy or full.
-fn busy(pool: &Backend) -> Option<String> {
-    if !pool.healthy {
-        Some("unhealthy".into())
-    } else if pool.in_flight >= pool.capacity {
-        Some(format!("full {}/{}", pool.in_flight, pool.capacity))
-    } else {
-        None
-    }
 }
 
 fn heavy_reason(job: &JobInfo, backends: &[Backend]) -> String {
@@ -229,49 +157,11 @@ fn heavy_reason(job: &JobInfo, backends: &[Backend]) -> String {
 }
 
 fn light_reason(job: &JobInfo, backends: &[Backend]) -> String {
-    if backends.is_empty() {
-        return format!("no GPU pool is configured, so job {} waits", job.id);
-    }
     let pools: Vec<(&Backend, String)> = backends
         .iter()
         .map(|pool| (pool, busy(pool).unwrap_or_else(|| "free".into())))
         .collect();
-    let full = backends
-        .iter()
-        .filter(|p| p.healthy && !has_room(p))
-        .count();
-    let unhealthy = backends.iter().filter(|p| !p.healthy).count();
-    let mut counts = Vec::new();
-    for (count, what) in [(full, "full"), (unhealthy, "unhealthy")] {
-        if count > 0 {
-            counts.push(format!("{count} {what}"));
-        }
-    }
-    format!(
-        "no pool can take job {} ({}): {}; job waits",
-        job.id,
-        counts.join(", "),
-        list(&pools)
-    )
-}
-
-/// `name (GPU tier): status, …`, naming at most [`MAX_LISTED`] pools.
-fn list(pools: &[(&Backend, String)]) -> String {
-    let mut out = String::new();
-    for (n, (pool, status)) in pools.iter().take(MAX_LISTED).enumerate() {
-        if n > 0 {
-            out.push_str(", ");
-        }
-        let tier = match pool.tier {
-            Tier::Spot => "spot",
-            Tier::OnDemand => "on-demand",
-        };
-        let _ = write!(out, "{} ({} {tier}): {status}", pool.name, pool.gpu);
-    }
-    if pools.len() > MAX_LISTED {
-        let _ = write!(out, " and {} more", pools.len() - MAX_LISTED);
-    }
-    out
+    no_pool_reason(job, &pools, &[], "")
 }
 
 #[cfg(test)]

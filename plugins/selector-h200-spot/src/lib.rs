@@ -5,17 +5,12 @@
 //! The policy and the reasons behind it are documented in [`policy`]; this
 //! file is only the WIT glue.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "selector",
-});
-
 pub mod policy;
 
 pub use policy::{UNRELIABLE_FAILURES, select};
 
-use comfyume::plugin::types::PluginKind;
-use exports::comfyume::plugin::selection::{self, Backend, JobInfo};
+use comfyume_plugin_sdk::selector::{Backend, Guest, JobInfo, PluginInfo, selection};
+use comfyume_plugin_sdk::types::PluginKind;
 
 /// The component's exports.
 pub struct H200Spot;
@@ -40,7 +35,7 @@ impl Guest for H200Spot {
 }
 
 #[cfg(target_arch = "wasm32")]
-export!(H200Spot);
+comfyume_plugin_sdk::export_selector!(H200Spot);
 
 #[cfg(test)]
 mod tests {

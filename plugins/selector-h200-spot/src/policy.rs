@@ -43,41 +43,26 @@
 //! The function never panics: an empty list, capacity 0, `u32::MAX` counters
 //! and NaN prices are all handled.
 
-use core::cmp::Ordering;
-use core::fmt::Write as _;
+use comfyume_plugin_sdk::select::{
+    best, busy, by_failures_then_price, has_room, is_gpu, no_pool_reason, reliable,
+};
+use comfyume_plugin_sdk::selector::{Backend, JobInfo};
+use comfyume_plugin_sdk::types::Tier;
 
-use crate::comfyume::plugin::types::Tier;
-use crate::exports::comfyume::plugin::selection::{Backend, JobInfo};
-
-/// Recent failures at which a spot pool stops being preferred.
-pub const UNRELIABLE_FAILURES: u32 = 3;
+pub use comfyume_plugin_sdk::select::UNRELIABLE_FAILURES;
 
 /// The GPU model this selector prefers (compared case-insensitively).
 pub const PREFERRED_GPU: &str = "H200";
 
-/// Pools named one by one in an error before the rest are only counted.
-const MAX_LISTED: usize = 8;
-
 /// Chooses the pool for `job`: an index into `backends`, or why none fits.
 pub fn select(job: &JobInfo, backends: &[Backend]) -> Result<u32, String> {
     let spot_fallback = spot_fallback_allowed(job, backends);
-    let mut best: Option<Candidate<'_>> = None;
-    for (index, pool) in backends.iter().enumerate() {
-        let Some(class) = class(job, pool, spot_fallback) else {
-            continue;
-        };
-        let candidate = Candidate { class, index, pool };
-        if best
-            .as_ref()
-            .is_none_or(|b| rank(&candidate, b) == Ordering::Less)
-        {
-            best = Some(candidate);
-        }
-    }
-    match best.and_then(|b| u32::try_from(b.index).ok()) {
-        Some(index) => Ok(index),
-        None => Err(reason(job, backends, spot_fallback)),
-    }
+    best(
+        backends,
+        |pool| class(job, pool, spot_fallback),
+        by_failures_then_price,
+    )
+    .ok_or_else(|| reason(job, backends, spot_fallback))
 }
 
 /// May a job use a spot pool from the last-resort class?
@@ -90,12 +75,12 @@ fn spot_fallback_allowed(job: &JobInfo, backends: &[Backend]) -> bool {
 
 /// The pool's class (lower is better), or `None` when it cannot take the job.
 fn class(job: &JobInfo, pool: &Backend, spot_fallback: bool) -> Option<u8> {
-    if !pool.healthy || pool.in_flight >= pool.capacity {
+    if !has_room(pool) {
         return None;
     }
     let cold = u8::from(!pool.warm);
-    let preferred = pool.gpu.trim().eq_ignore_ascii_case(PREFERRED_GPU);
-    let reliable = pool.recent_failures < UNRELIABLE_FAILURES;
+    let preferred = is_gpu(pool, PREFERRED_GPU);
+    let reliable = reliable(pool);
     match pool.tier {
         Tier::Spot if preferred && reliable && !job.lost_to_reclaim => Some(cold),
         Tier::OnDemand if preferred => Some(2 + cold),
@@ -105,107 +90,29 @@ fn class(job: &JobInfo, pool: &Backend, spot_fallback: bool) -> Option<u8> {
     }
 }
 
-/// A pool that can take the job, with its class.
-struct Candidate<'a> {
-    class: u8,
-    index: usize,
-    pool: &'a Backend,
-}
-
-/// Orders candidate `a` against candidate `b`: `Less` means `a` is better.
-fn rank(a: &Candidate<'_>, b: &Candidate<'_>) -> Ordering {
-    let (x, y) = (a.pool, b.pool);
-    a.class
-        .cmp(&b.class)
-        .then(x.recent_failures.cmp(&y.recent_failures))
-        .then(price(x).total_cmp(&price(y)))
-        .then(load(x, y))
-        .then(a.index.cmp(&b.index))
-}
-
-/// Price per hour for ranking; NaN (unknown) sorts after every real price.
-fn price(pool: &Backend) -> f64 {
-    if pool.price_per_hour.is_nan() {
-        f64::INFINITY
-    } else {
-        pool.price_per_hour
-    }
-}
-
-/// Compares `in-flight / capacity` exactly, without floating point.
-fn load(a: &Backend, b: &Backend) -> Ordering {
-    let left = u64::from(a.in_flight) * u64::from(b.capacity);
-    let right = u64::from(b.in_flight) * u64::from(a.capacity);
-    left.cmp(&right)
-}
-
 /// A human reason naming every pool and why it could not take the job.
 fn reason(job: &JobInfo, backends: &[Backend], spot_fallback: bool) -> String {
-    if backends.is_empty() {
-        return format!("no GPU pool is configured, so job {} waits", job.id);
-    }
-    let (mut full, mut unhealthy, mut skipped) = (0usize, 0usize, 0usize);
-    let mut list = String::new();
-    for (n, pool) in backends.iter().enumerate() {
-        let status = if !pool.healthy {
-            unhealthy += 1;
-            "unhealthy".to_string()
-        } else if pool.in_flight >= pool.capacity {
-            full += 1;
-            format!("full {}/{}", pool.in_flight, pool.capacity)
-        } else if matches!(pool.tier, Tier::Spot) && !spot_fallback {
-            skipped += 1;
-            "spot, skipped after a reclaim".to_string()
-        } else {
-            "free".to_string()
-        };
-        if n < MAX_LISTED {
-            if n > 0 {
-                list.push_str(", ");
-            }
-            let _ = write!(
-                list,
-                "{} ({} {}): {status}",
-                pool.name,
-                pool.gpu,
-                tier_name(pool.tier)
-            );
-        }
-    }
-    if backends.len() > MAX_LISTED {
-        let _ = write!(list, " and {} more", backends.len() - MAX_LISTED);
-    }
-    let mut counts = Vec::new();
-    for (count, what) in [
-        (full, "full"),
-        (unhealthy, "unhealthy"),
-        (skipped, "skipped"),
-    ] {
-        if count > 0 {
-            counts.push(format!("{count} {what}"));
-        }
-    }
+    let mut skipped = 0;
+    let pools: Vec<(&Backend, String)> = backends
+        .iter()
+        .map(|pool| {
+            let status = busy(pool).unwrap_or_else(|| {
+                if matches!(pool.tier, Tier::Spot) && !spot_fallback {
+                    skipped += 1;
+                    "spot, skipped after a reclaim".into()
+                } else {
+                    "free".into()
+                }
+            });
+            (pool, status)
+        })
+        .collect();
     let after_reclaim = if job.lost_to_reclaim && !spot_fallback {
         "; it was lost to a spot reclaim, so it waits for an on-demand pool"
     } else {
         ""
     };
-    let counts = if counts.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", counts.join(", "))
-    };
-    format!(
-        "no pool can take job {}{counts}{after_reclaim}: {list}; job waits",
-        job.id
-    )
-}
-
-fn tier_name(tier: Tier) -> &'static str {
-    match tier {
-        Tier::Spot => "spot",
-        Tier::OnDemand => "on-demand",
-    }
+    no_pool_reason(job, &pools, &[(skipped, "skipped")], after_reclaim)
 }
 
 #[cfg(test)]

@@ -15,7 +15,9 @@
 //! edit templates attend to 1–2 reference images as extra tokens, and that
 //! the 9B models are roughly twice as slow as the 4B ones.
 
-use crate::comfyume::plugin::types::CostEstimate;
+use comfyume_plugin_sdk::types::CostEstimate;
+use comfyume_plugin_sdk::validate::cost_estimate;
+
 use crate::rules::Shape;
 
 /// Fixed cost per job, seconds.
@@ -23,22 +25,14 @@ pub const OVERHEAD_S: f64 = 2.0;
 /// Seconds per (megapixel × step).
 pub const SECONDS_PER_MEGAPIXEL_STEP: f64 = 0.4;
 
+/// The estimate for a job of this shape.
 pub fn estimate(shape: &Shape) -> CostEstimate {
     let work = shape.width * shape.height * shape.images / 1e6 * shape.steps;
-    CostEstimate {
-        frames: to_u32(shape.images),
-        width: to_u32(shape.width),
-        height: to_u32(shape.height),
-        steps: to_u32(shape.steps),
-        gpu_seconds: OVERHEAD_S + SECONDS_PER_MEGAPIXEL_STEP * work,
-    }
-}
-
-/// Saturating, NaN-safe conversion for the estimate's counters.
-fn to_u32(value: f64) -> u32 {
-    if value.is_finite() && value > 0.0 {
-        value.min(u32::MAX as f64) as u32
-    } else {
-        0
-    }
+    cost_estimate(
+        shape.images,
+        shape.width,
+        shape.height,
+        shape.steps,
+        OVERHEAD_S + SECONDS_PER_MEGAPIXEL_STEP * work,
+    )
 }

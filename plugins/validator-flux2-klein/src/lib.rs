@@ -6,24 +6,18 @@
 //! `flux2`; otherwise the verdict is `not-applicable`. The rules (sizes a
 //! multiple of 16 in 256..=2048, steps, cfg, batch size, known and matching
 //! model files, an image output) are in [`rules`], each reported at the node
-//! and input holding the offending literal (links are followed by
-//! [`graph`]). An accepted graph gets the workflow kind `flux2-klein` and a
-//! [`cost`] estimate.
-
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "validator",
-});
+//! and input holding the offending literal (links are followed by the SDK's
+//! [`Graph::resolve`](comfyume_plugin_sdk::validate::graph::Graph::resolve)).
+//! An accepted graph gets the workflow kind `flux2-klein` and a [`cost`]
+//! estimate.
 
 pub mod cost;
-pub mod expr;
-pub mod graph;
 pub mod models;
-pub mod report;
 pub mod rules;
 
-use comfyume::plugin::types::PluginKind;
-use exports::comfyume::plugin::validation::{self, Accepted, Node, Verdict};
+use comfyume_plugin_sdk::types::PluginKind;
+use comfyume_plugin_sdk::validate::verdict;
+use comfyume_plugin_sdk::validator::{Guest, Node, PluginInfo, Verdict, validation};
 
 /// The workflow kind accepted graphs are tagged with.
 pub const WORKFLOW_KIND: &str = "flux2-klein";
@@ -33,19 +27,13 @@ pub struct Flux2Klein;
 
 /// The validator itself, callable natively (tests, benchmarks) and from the export.
 pub fn validate(graph: &[Node]) -> Verdict {
-    let g = graph::Graph::new(graph);
-    let Some(anchor) = rules::anchor(&g) else {
-        return Verdict::NotApplicable;
-    };
-    let (problems, shape) = rules::check(&g, anchor);
-    if problems.is_empty() {
-        Verdict::Accepted(Accepted {
-            workflow_kind: WORKFLOW_KIND.into(),
-            cost: cost::estimate(&shape),
-        })
-    } else {
-        Verdict::Rejected(problems.into_vec())
-    }
+    verdict(
+        graph,
+        WORKFLOW_KIND,
+        rules::anchor,
+        rules::check,
+        cost::estimate,
+    )
 }
 
 impl validation::Guest for Flux2Klein {
@@ -68,4 +56,4 @@ impl Guest for Flux2Klein {
 }
 
 #[cfg(target_arch = "wasm32")]
-export!(Flux2Klein);
+comfyume_plugin_sdk::export_validator!(Flux2Klein);

@@ -11,7 +11,7 @@
 //! `ImageScaleToTotalPixels(1 MP)` → `GetImageSize`, which we cannot see, so
 //! those sizes are never refused and are estimated as a 1 MP square. Every
 //! problem is reported at the literal's node and input, found by
-//! [`Graph::resolve`].
+//! [`Graph::resolve`] (from the SDK, like [`Problems`]).
 //!
 //! Rules, and why:
 //! - **Size** (`EmptyFlux2LatentImage` and `Flux2Scheduler` width/height):
@@ -30,10 +30,12 @@
 //! - **Output**: a `SaveImage` or `PreviewImage` node.
 //! - **Links**: a link to a node that is not in the graph.
 
-use crate::exports::comfyume::plugin::validation::{Node, ProblemType};
-use crate::graph::{Graph, Num, Resolved};
+use comfyume_plugin_sdk::validate::graph::{Graph, Num, Resolved};
+use comfyume_plugin_sdk::validate::report::{Problems, Value, fmt, short, suggest};
+use comfyume_plugin_sdk::validate::sampling;
+use comfyume_plugin_sdk::validator::{Node, ProblemType};
+
 use crate::models::{self, Size};
-use crate::report::{Problems, Value, fmt, short, suggest};
 
 /// Size granularity: 8× VAE × 2×2 patches.
 pub const SIDE_STEP: i64 = 16;
@@ -82,16 +84,7 @@ pub struct Shape {
 /// Runs every rule; problems are empty when the graph may run.
 pub fn check(g: &Graph, anchor: &Node) -> (Problems, Shape) {
     let mut p = Problems::default();
-    for (site, target) in g.dangling_links() {
-        p.at(
-            &site,
-            ProblemType::RequiredInputMissing,
-            format!(
-                "{} is connected to node {target}, which is not in the workflow",
-                site.input
-            ),
-        );
-    }
+    p.dangling_links(g);
     let (width, height) = check_sizes(g, &mut p);
     let images = check_batch(g, &mut p);
     check_steps_and_cfg(g, &mut p);
@@ -286,39 +279,21 @@ fn check_steps_and_cfg(g: &Graph, p: &mut Problems) {
     }
 }
 
-/// Steps over every sampler pass: each `SamplerCustomAdvanced`'s sigmas
-/// source (`Flux2Scheduler`/`BasicScheduler` steps, `ManualSigmas` values
-/// − 1), plus `KSampler` steps.
+/// Steps over every sampler pass (see the SDK's [`sampling`]); a
+/// `ManualSigmas` list counts its non-empty entries − 1, unparsed (this
+/// validator has no sigma rule), up to 4096 characters.
 fn total_steps(g: &Graph) -> f64 {
-    let known = |node: &Node, name: &str| match g.resolve(node, name) {
-        Resolved::Num(n) if n.value >= 0.0 => n.value,
-        _ => 0.0,
-    };
-    let mut total = 0.0;
-    for sampler in g.of_class("SamplerCustomAdvanced") {
-        let Some(source) = g.linked(sampler, "sigmas") else {
-            continue;
-        };
-        total += match source.class_type.as_str() {
-            "Flux2Scheduler" | "BasicScheduler" | "LTXVScheduler" => known(source, "steps"),
-            "ManualSigmas" => match g.resolve(source, "sigmas") {
-                Resolved::Text { value, .. } if value.len() <= 4096 => value
-                    .split(',')
-                    .filter(|s| !s.trim().is_empty())
-                    .count()
-                    .saturating_sub(1)
-                    as f64,
-                _ => 0.0,
-            },
-            _ => 0.0,
-        };
-    }
-    for class in ["KSampler", "KSamplerAdvanced"] {
-        for sampler in g.of_class(class) {
-            total += known(sampler, "steps");
+    sampling::total_steps(g, |sigmas| {
+        if sigmas.len() <= 4096 {
+            sigmas
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .count()
+                .saturating_sub(1) as f64
+        } else {
+            0.0
         }
-    }
-    total
+    })
 }
 
 /// Checks the three loaders: present, known files, matching sizes.

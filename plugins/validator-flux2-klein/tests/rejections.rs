@@ -1,12 +1,8 @@
 //! Edited templates that must be refused, each problem at the node and
 //! input holding the offending literal.
 
-mod common;
-
-use common::{find, link, problems, remove, set, template, unset};
-use validator_flux2_klein::exports::comfyume::plugin::validation::{
-    InputValue, ProblemType, Verdict,
-};
+use comfyume_plugin_sdk::testing::{find, link, problems, remove, set, template, unset};
+use comfyume_plugin_sdk::validator::{InputValue, ProblemType, Verdict};
 use validator_flux2_klein::validate;
 
 const T2I: &str = "image_flux2_klein_text_to_image";

@@ -1,30 +1,10 @@
 //! Every workshop template: FLUX.2 Klein ones accepted with a sensible
 //! estimate, LTX-2 ones (and plain graphs) left to other validators.
 
-mod common;
-
-use common::{link, node, templates};
-use validator_flux2_klein::exports::comfyume::plugin::validation::{InputValue, Verdict};
-use validator_flux2_klein::{Flux2Klein, Guest, validate};
-
-#[test]
-fn the_template_folder_has_six_of_each_family() {
-    let all = templates();
-    let video = all
-        .iter()
-        .filter(|(n, _)| n.starts_with("video_ltx2"))
-        .count();
-    let image = all
-        .iter()
-        .filter(|(n, _)| n.starts_with("image_flux2_klein"))
-        .count();
-    assert_eq!(
-        (video, image, all.len()),
-        (6, 6, 12),
-        "{:?}",
-        all.iter().map(|t| &t.0).collect::<Vec<_>>()
-    );
-}
+use comfyume_plugin_sdk::testing::{node, plain_image_graph, template, templates_starting_with};
+use comfyume_plugin_sdk::types::PluginKind;
+use comfyume_plugin_sdk::validator::{Guest, InputValue, Verdict};
+use validator_flux2_klein::{Flux2Klein, validate};
 
 #[test]
 fn every_flux2_klein_template_is_accepted_with_its_estimate() {
@@ -38,10 +18,7 @@ fn every_flux2_klein_template_is_accepted_with_its_estimate() {
         ("image_flux2_klein_image_edit_9b_distilled", 4),
         ("image_flux2_klein_text_to_image", 20),
     ];
-    let image: Vec<_> = templates()
-        .into_iter()
-        .filter(|(n, _)| n.starts_with("image_"))
-        .collect();
+    let image: Vec<_> = templates_starting_with("image_");
     assert_eq!(image.len(), expected.len());
     for ((name, graph), (want_name, want_steps)) in image.iter().zip(expected) {
         assert_eq!(name, want_name);
@@ -66,7 +43,7 @@ fn every_flux2_klein_template_is_accepted_with_its_estimate() {
 
 #[test]
 fn a_1024_square_20_step_image_costs_about_ten_seconds() {
-    let graph = common::template("image_flux2_klein_text_to_image");
+    let graph = template("image_flux2_klein_text_to_image");
     let Verdict::Accepted(accepted) = validate(&graph) else {
         panic!("not accepted");
     };
@@ -76,10 +53,7 @@ fn a_1024_square_20_step_image_costs_about_ten_seconds() {
 
 #[test]
 fn ltx2_templates_are_not_applicable() {
-    let video: Vec<_> = templates()
-        .into_iter()
-        .filter(|(n, _)| n.starts_with("video_"))
-        .collect();
+    let video: Vec<_> = templates_starting_with("video_");
     assert_eq!(video.len(), 6);
     for (name, graph) in video {
         assert!(matches!(validate(&graph), Verdict::NotApplicable), "{name}");
@@ -88,27 +62,10 @@ fn ltx2_templates_are_not_applicable() {
 
 #[test]
 fn a_plain_graph_is_not_applicable() {
-    let graph = vec![
-        node(
-            "1",
-            "EmptyImage",
-            vec![
-                ("width", InputValue::Int(512)),
-                ("height", InputValue::Int(512)),
-                ("batch_size", InputValue::Int(1)),
-                ("color", InputValue::Int(0)),
-            ],
-        ),
-        node(
-            "2",
-            "SaveImage",
-            vec![
-                ("images", link("1", 0)),
-                ("filename_prefix", InputValue::Str("x".into())),
-            ],
-        ),
-    ];
-    assert!(matches!(validate(&graph), Verdict::NotApplicable));
+    assert!(matches!(
+        validate(&plain_image_graph()),
+        Verdict::NotApplicable
+    ));
     assert!(matches!(validate(&[]), Verdict::NotApplicable));
 }
 
@@ -141,9 +98,6 @@ fn describe_names_the_validator() {
     let info = <Flux2Klein as Guest>::describe();
     assert_eq!(info.name, "flux2-klein");
     assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
-    assert_eq!(
-        info.kind,
-        validator_flux2_klein::comfyume::plugin::types::PluginKind::Validator
-    );
+    assert_eq!(info.kind, PluginKind::Validator);
     assert!(!info.summary.is_empty() && !info.summary.contains('\n'));
 }

@@ -17,7 +17,9 @@
 //! loading the 19–22B checkpoint and Gemma, text encoding, the tiled VAE
 //! decode and the mp4 encode.
 
-use crate::comfyume::plugin::types::CostEstimate;
+use comfyume_plugin_sdk::types::CostEstimate;
+use comfyume_plugin_sdk::validate::cost_estimate;
+
 use crate::rules::Shape;
 
 /// Fixed cost per job, seconds.
@@ -25,22 +27,14 @@ pub const OVERHEAD_S: f64 = 20.0;
 /// Seconds per (megapixel × frame × step).
 pub const SECONDS_PER_MEGAPIXEL_FRAME_STEP: f64 = 0.07;
 
+/// The estimate for a job of this shape.
 pub fn estimate(shape: &Shape) -> CostEstimate {
     let work = shape.width * shape.height * shape.frames / 1e6 * shape.steps;
-    CostEstimate {
-        frames: to_u32(shape.frames),
-        width: to_u32(shape.width),
-        height: to_u32(shape.height),
-        steps: to_u32(shape.steps),
-        gpu_seconds: OVERHEAD_S + SECONDS_PER_MEGAPIXEL_FRAME_STEP * work,
-    }
-}
-
-/// Saturating, NaN-safe conversion for the estimate's counters.
-fn to_u32(value: f64) -> u32 {
-    if value.is_finite() && value > 0.0 {
-        value.min(u32::MAX as f64) as u32
-    } else {
-        0
-    }
+    cost_estimate(
+        shape.frames,
+        shape.width,
+        shape.height,
+        shape.steps,
+        OVERHEAD_S + SECONDS_PER_MEGAPIXEL_FRAME_STEP * work,
+    )
 }

@@ -7,23 +7,17 @@
 //! (frame count 8n+1 and ≤ 257, sizes, a pixel-frames budget, one frame
 //! rate everywhere, known model files, a `SaveVideo` output) are in
 //! [`rules`], each reported at the node and input holding the offending
-//! literal (links are followed by [`graph`]). An accepted graph gets the
-//! workflow kind `ltx2` and a [`cost`] estimate.
-
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "validator",
-});
+//! literal (links are followed by the SDK's
+//! [`Graph::resolve`](comfyume_plugin_sdk::validate::graph::Graph::resolve)).
+//! An accepted graph gets the workflow kind `ltx2` and a [`cost`] estimate.
 
 pub mod cost;
-pub mod expr;
-pub mod graph;
 pub mod models;
-pub mod report;
 pub mod rules;
 
-use comfyume::plugin::types::PluginKind;
-use exports::comfyume::plugin::validation::{self, Accepted, Node, Verdict};
+use comfyume_plugin_sdk::types::PluginKind;
+use comfyume_plugin_sdk::validate::verdict;
+use comfyume_plugin_sdk::validator::{Guest, Node, PluginInfo, Verdict, validation};
 
 /// The workflow kind accepted graphs are tagged with.
 pub const WORKFLOW_KIND: &str = "ltx2";
@@ -33,19 +27,13 @@ pub struct Ltx2;
 
 /// The validator itself, callable natively (tests, benchmarks) and from the export.
 pub fn validate(graph: &[Node]) -> Verdict {
-    let g = graph::Graph::new(graph);
-    let Some(anchor) = rules::anchor(&g) else {
-        return Verdict::NotApplicable;
-    };
-    let (problems, shape) = rules::check(&g, anchor);
-    if problems.is_empty() {
-        Verdict::Accepted(Accepted {
-            workflow_kind: WORKFLOW_KIND.into(),
-            cost: cost::estimate(&shape),
-        })
-    } else {
-        Verdict::Rejected(problems.into_vec())
-    }
+    verdict(
+        graph,
+        WORKFLOW_KIND,
+        rules::anchor,
+        rules::check,
+        cost::estimate,
+    )
 }
 
 impl validation::Guest for Ltx2 {
@@ -68,4 +56,4 @@ impl Guest for Ltx2 {
 }
 
 #[cfg(target_arch = "wasm32")]
-export!(Ltx2);
+comfyume_plugin_sdk::export_validator!(Ltx2);

@@ -10,7 +10,7 @@
 //! `ImageScaleBy` and read back with `GetImageSize`, or (LTX-2.3)
 //! `PrimitiveInt` width/height/seconds/fps combined by `ComfyMathExpression`
 //! (`a/2`, `a * b + 1`). Every problem is reported at the literal's node and
-//! input, found by [`Graph::resolve`].
+//! input, found by [`Graph::resolve`] (from the SDK, like [`Problems`]).
 //!
 //! Rules, and why:
 //! - **Frame count** (`EmptyLTXVLatentVideo.length`,
@@ -45,10 +45,12 @@
 //! - **Output**: a `SaveVideo` node, or nothing is kept.
 //! - **Links**: a link to a node that is not in the graph.
 
-use crate::exports::comfyume::plugin::validation::{Node, ProblemType};
-use crate::graph::{Graph, Num, Resolved};
+use comfyume_plugin_sdk::validate::graph::{Graph, Num};
+use comfyume_plugin_sdk::validate::report::{Problems, Value, fmt, short, suggest};
+use comfyume_plugin_sdk::validate::sampling;
+use comfyume_plugin_sdk::validator::{Node, ProblemType};
+
 use crate::models::{self, Family, Kind};
-use crate::report::{Problems, Value, fmt, suggest};
 
 /// Longest clip: 257 = 8·32 + 1 frames, about 10 s at 25 fps, the longest
 /// single-pass clip LTX-2's reference pipelines generate; longer clips would
@@ -111,16 +113,7 @@ pub struct Shape {
 /// Runs every rule; problems are empty when the graph may run.
 pub fn check(g: &Graph, anchor: &Node) -> (Problems, Shape) {
     let mut p = Problems::default();
-    for (site, target) in g.dangling_links() {
-        p.at(
-            &site,
-            ProblemType::RequiredInputMissing,
-            format!(
-                "{} is connected to node {target}, which is not in the workflow",
-                site.input
-            ),
-        );
-    }
+    p.dangling_links(g);
     let frames = check_frames(g, &mut p);
     let (width, height) = check_sizes(g, &mut p);
     check_frame_rates(g, &mut p);
@@ -460,7 +453,11 @@ fn check_steps(g: &Graph, p: &mut Problems) -> f64 {
             }
         }
     }
-    total_steps(g)
+    // Every sampler pass (see the SDK's `sampling`); a `ManualSigmas` list
+    // counts its parsed values − 1, an unparsable one 0.
+    sampling::total_steps(g, |sigmas| {
+        parse_sigmas(sigmas).map_or(0.0, |list| list.len().saturating_sub(1) as f64)
+    })
 }
 
 fn steps_rule(n: &Num, steps: f64, what: &str, p: &mut Problems) {
@@ -491,38 +488,6 @@ pub fn parse_sigmas(text: &str) -> Option<Vec<f64>> {
         .collect()
 }
 
-/// Steps over every sampler pass: each `SamplerCustomAdvanced`'s sigmas
-/// source (`LTXVScheduler`/`BasicScheduler` steps, `ManualSigmas` values − 1),
-/// plus `KSampler` steps.
-fn total_steps(g: &Graph) -> f64 {
-    let known = |node: &Node, name: &str| match g.resolve(node, name) {
-        Resolved::Num(n) if n.value >= 0.0 => n.value,
-        _ => 0.0,
-    };
-    let mut total = 0.0;
-    for sampler in g.of_class("SamplerCustomAdvanced") {
-        let Some(source) = g.linked(sampler, "sigmas") else {
-            continue;
-        };
-        total += match source.class_type.as_str() {
-            "LTXVScheduler" | "BasicScheduler" | "Flux2Scheduler" => known(source, "steps"),
-            "ManualSigmas" => match g.resolve(source, "sigmas") {
-                Resolved::Text { value, .. } => {
-                    parse_sigmas(&value).map_or(0.0, |list| list.len().saturating_sub(1) as f64)
-                }
-                _ => 0.0,
-            },
-            _ => 0.0,
-        };
-    }
-    for class in ["KSampler", "KSamplerAdvanced"] {
-        for sampler in g.of_class(class) {
-            total += known(sampler, "steps");
-        }
-    }
-    total
-}
-
 /// Checks the loaders: present, known files, one family.
 fn check_models(g: &Graph, p: &mut Problems, anchor: &Node) {
     let mut family: Option<(Family, String, String)> = None;
@@ -538,7 +503,7 @@ fn check_models(g: &Graph, p: &mut Problems, anchor: &Node) {
                     ProblemType::ValueNotInList,
                     format!(
                         "\"{}\" is not an LTX-2 {what} on this server; use one of: {}",
-                        crate::report::short(&file),
+                        short(&file),
                         models::list(*kind)
                     ),
                 ),

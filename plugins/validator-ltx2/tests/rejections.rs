@@ -1,10 +1,8 @@
 //! Edited templates that must be refused, each problem at the node and
 //! input holding the offending literal.
 
-mod common;
-
-use common::{find, link, problems, remove, set, template, unset};
-use validator_ltx2::exports::comfyume::plugin::validation::{InputValue, ProblemType, Verdict};
+use comfyume_plugin_sdk::testing::{find, link, problems, remove, set, template, unset};
+use comfyume_plugin_sdk::validator::{InputValue, ProblemType, Verdict};
 use validator_ltx2::validate;
 
 #[test]
@@ -336,12 +334,12 @@ fn hostile_graphs_are_refused_without_panicking() {
 
     // A cycle of links.
     let mut g = template("video_ltx2_t2v");
-    g.push(common::node(
+    g.push(comfyume_plugin_sdk::testing::node(
         "c1",
         "PrimitiveInt",
         vec![("value", link("c2", 0))],
     ));
-    g.push(common::node(
+    g.push(comfyume_plugin_sdk::testing::node(
         "c2",
         "PrimitiveInt",
         vec![("value", link("c1", 0))],

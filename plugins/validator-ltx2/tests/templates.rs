@@ -1,30 +1,10 @@
 //! Every workshop template: LTX-2 ones accepted with a sensible estimate,
 //! FLUX.2 Klein ones (and plain graphs) left to other validators.
 
-mod common;
-
-use common::{link, node, templates};
-use validator_ltx2::exports::comfyume::plugin::validation::{InputValue, Verdict};
-use validator_ltx2::{Guest, Ltx2, validate};
-
-#[test]
-fn the_template_folder_has_six_of_each_family() {
-    let all = templates();
-    let video = all
-        .iter()
-        .filter(|(n, _)| n.starts_with("video_ltx2"))
-        .count();
-    let image = all
-        .iter()
-        .filter(|(n, _)| n.starts_with("image_flux2_klein"))
-        .count();
-    assert_eq!(
-        (video, image, all.len()),
-        (6, 6, 12),
-        "{:?}",
-        all.iter().map(|t| &t.0).collect::<Vec<_>>()
-    );
-}
+use comfyume_plugin_sdk::testing::{plain_image_graph, template, templates_starting_with};
+use comfyume_plugin_sdk::types::PluginKind;
+use comfyume_plugin_sdk::validator::{Guest, Verdict};
+use validator_ltx2::{Ltx2, validate};
 
 #[test]
 fn every_ltx2_template_is_accepted_with_its_estimate() {
@@ -37,10 +17,7 @@ fn every_ltx2_template_is_accepted_with_its_estimate() {
         ("video_ltx2_t2v", 23),
         ("video_ltx2_t2v_distilled", 11),
     ];
-    let video: Vec<_> = templates()
-        .into_iter()
-        .filter(|(n, _)| n.starts_with("video_"))
-        .collect();
+    let video: Vec<_> = templates_starting_with("video_");
     assert_eq!(video.len(), expected.len());
     for ((name, graph), (want_name, want_steps)) in video.iter().zip(expected) {
         assert_eq!(name, want_name);
@@ -67,7 +44,7 @@ fn every_ltx2_template_is_accepted_with_its_estimate() {
 
 #[test]
 fn the_dev_t2v_template_costs_a_few_minutes() {
-    let graph = common::template("video_ltx2_t2v");
+    let graph = template("video_ltx2_t2v");
     let Verdict::Accepted(accepted) = validate(&graph) else {
         panic!("not accepted");
     };
@@ -77,10 +54,7 @@ fn the_dev_t2v_template_costs_a_few_minutes() {
 
 #[test]
 fn flux2_klein_templates_are_not_applicable() {
-    let image: Vec<_> = templates()
-        .into_iter()
-        .filter(|(n, _)| n.starts_with("image_"))
-        .collect();
+    let image: Vec<_> = templates_starting_with("image_");
     assert_eq!(image.len(), 6);
     for (name, graph) in image {
         assert!(matches!(validate(&graph), Verdict::NotApplicable), "{name}");
@@ -89,27 +63,10 @@ fn flux2_klein_templates_are_not_applicable() {
 
 #[test]
 fn a_plain_graph_is_not_applicable() {
-    let graph = vec![
-        node(
-            "1",
-            "EmptyImage",
-            vec![
-                ("width", InputValue::Int(512)),
-                ("height", InputValue::Int(512)),
-                ("batch_size", InputValue::Int(1)),
-                ("color", InputValue::Int(0)),
-            ],
-        ),
-        node(
-            "2",
-            "SaveImage",
-            vec![
-                ("images", link("1", 0)),
-                ("filename_prefix", InputValue::Str("x".into())),
-            ],
-        ),
-    ];
-    assert!(matches!(validate(&graph), Verdict::NotApplicable));
+    assert!(matches!(
+        validate(&plain_image_graph()),
+        Verdict::NotApplicable
+    ));
     assert!(matches!(validate(&[]), Verdict::NotApplicable));
 }
 
@@ -118,9 +75,6 @@ fn describe_names_the_validator() {
     let info = <Ltx2 as Guest>::describe();
     assert_eq!(info.name, "ltx2");
     assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
-    assert_eq!(
-        info.kind,
-        validator_ltx2::comfyume::plugin::types::PluginKind::Validator
-    );
+    assert_eq!(info.kind, PluginKind::Validator);
     assert!(!info.summary.is_empty() && !info.summary.contains('\n'));
 }

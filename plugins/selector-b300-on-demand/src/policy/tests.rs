@@ -1,25 +1,15 @@
 //! Native tests of the `b300-on-demand` policy.
 
 use super::*;
-use crate::comfyume::plugin::types::{CostEstimate, PriorityClass};
+use comfyume_plugin_sdk::testing::pools::{
+    extreme, half_and_three_eighths, job, lost, name_of, nan_priced, nothing_free, pool,
+    unhealthy_many,
+};
+use comfyume_plugin_sdk::types::CostEstimate;
 
 /// A light Flux.2 Klein still.
 fn light() -> JobInfo {
-    JobInfo {
-        id: 7,
-        user: "ada".into(),
-        workflow_kind: "flux2-klein".into(),
-        priority: PriorityClass::Normal,
-        cost: CostEstimate {
-            frames: 1,
-            width: 1024,
-            height: 1024,
-            steps: 4,
-            gpu_seconds: 3.0,
-        },
-        attempts: 0,
-        lost_to_reclaim: false,
-    }
+    job()
 }
 
 /// An LTX-2 clip of the given size.
@@ -42,35 +32,6 @@ fn heavy() -> JobInfo {
     ltx2(1920, 1080, 121)
 }
 
-fn lost(job: JobInfo) -> JobInfo {
-    JobInfo {
-        attempts: 1,
-        lost_to_reclaim: true,
-        ..job
-    }
-}
-
-/// A healthy, warm, empty pool of capacity 4 at the early-2026 Verda price.
-fn pool(name: &str, gpu: &str, tier: Tier) -> Backend {
-    let price_per_hour = match (gpu.to_ascii_uppercase().as_str(), tier) {
-        ("H200", Tier::Spot) => 1.15,
-        ("H200", Tier::OnDemand) => 3.29,
-        ("B300", Tier::Spot) => 1.91,
-        _ => 5.45,
-    };
-    Backend {
-        name: name.into(),
-        gpu: gpu.into(),
-        tier,
-        healthy: true,
-        warm: true,
-        in_flight: 0,
-        capacity: 4,
-        recent_failures: 0,
-        price_per_hour,
-    }
-}
-
 fn b300_od(name: &str) -> Backend {
     pool(name, "B300", Tier::OnDemand)
 }
@@ -85,11 +46,6 @@ fn h200_od(name: &str) -> Backend {
 
 fn h200_spot(name: &str) -> Backend {
     pool(name, "H200", Tier::Spot)
-}
-
-fn name_of(backends: &[Backend], picked: Result<u32, String>) -> String {
-    let index = picked.expect("a pool should fit") as usize;
-    backends[index].name.clone()
 }
 
 /// The usual four pools of a workshop.
@@ -264,18 +220,7 @@ fn heavy_ties_broken_by_failures_then_price() {
     assert_eq!(name_of(&price, select(&heavy(), &price)), "cheap");
 
     // Equal failures and price: the lower in-flight/capacity ratio wins.
-    let load = [
-        Backend {
-            in_flight: 1,
-            capacity: 2,
-            ..b300_od("half")
-        },
-        Backend {
-            in_flight: 3,
-            capacity: 8,
-            ..b300_od("three-eighths")
-        },
-    ];
+    let load = half_and_three_eighths(b300_od);
     assert_eq!(name_of(&load, select(&heavy(), &load)), "three-eighths");
 }
 
@@ -382,21 +327,7 @@ fn full_pools_are_skipped() {
 
 #[test]
 fn light_nothing_fits_names_every_pool() {
-    let pools = [
-        Backend {
-            in_flight: 4,
-            ..h200_spot("h200-spot")
-        },
-        Backend {
-            in_flight: 2,
-            capacity: 2,
-            ..h200_od("h200-od")
-        },
-        Backend {
-            healthy: false,
-            ..b300_od("b300-od")
-        },
-    ];
+    let pools = nothing_free();
     assert_eq!(
         select(&light(), &pools).unwrap_err(),
         "no pool can take job 7 (2 full, 1 unhealthy): \
@@ -409,12 +340,7 @@ fn light_nothing_fits_names_every_pool() {
 
 #[test]
 fn long_pool_lists_are_shortened() {
-    let pools: Vec<Backend> = (0..12)
-        .map(|n| Backend {
-            healthy: false,
-            ..b300_od(&format!("pool-{n}"))
-        })
-        .collect();
+    let pools = unhealthy_many(b300_od, 12);
     for job in [light(), heavy()] {
         let err = select(&job, &pools).unwrap_err();
         assert!(err.contains("pool-7"), "{err}");
@@ -434,29 +360,10 @@ fn gpu_names_compare_case_insensitively() {
 
 #[test]
 fn odd_input_never_panics_and_nan_price_ranks_last() {
-    let pools = [
-        Backend {
-            price_per_hour: -f64::NAN,
-            ..h200_spot("negative-nan")
-        },
-        Backend {
-            price_per_hour: f64::NAN,
-            ..h200_spot("nan")
-        },
-        Backend {
-            price_per_hour: 9.0,
-            ..h200_spot("nine")
-        },
-    ];
+    let pools = nan_priced(h200_spot, "nine", 9.0);
     assert_eq!(name_of(&pools, select(&light(), &pools)), "nine");
 
-    let extremes = [Backend {
-        in_flight: u32::MAX - 1,
-        capacity: u32::MAX,
-        recent_failures: u32::MAX,
-        price_per_hour: f64::NEG_INFINITY,
-        ..b300_od("extreme")
-    }];
+    let extremes = [extreme(b300_od("extreme"))];
     assert_eq!(
         select(&ltx2(u32::MAX, u32::MAX, u32::MAX), &extremes),
         Ok(0)

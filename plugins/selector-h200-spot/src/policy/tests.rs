@@ -1,53 +1,13 @@
 //! Native tests of the `h200-spot` policy.
 
 use super::*;
-use crate::comfyume::plugin::types::{CostEstimate, PriorityClass};
-
-fn job() -> JobInfo {
-    JobInfo {
-        id: 7,
-        user: "ada".into(),
-        workflow_kind: "flux2-klein".into(),
-        priority: PriorityClass::Normal,
-        cost: CostEstimate {
-            frames: 1,
-            width: 1024,
-            height: 1024,
-            steps: 4,
-            gpu_seconds: 3.0,
-        },
-        attempts: 0,
-        lost_to_reclaim: false,
-    }
-}
+use comfyume_plugin_sdk::testing::pools::{
+    extreme, half_and_three_eighths, job, lost, name_of, nan_priced, nothing_free, pool,
+    unhealthy_many,
+};
 
 fn lost_job() -> JobInfo {
-    JobInfo {
-        attempts: 1,
-        lost_to_reclaim: true,
-        ..job()
-    }
-}
-
-/// A healthy, warm, empty pool of capacity 4 at the early-2026 Verda price.
-fn pool(name: &str, gpu: &str, tier: Tier) -> Backend {
-    let price_per_hour = match (gpu.to_ascii_uppercase().as_str(), tier) {
-        ("H200", Tier::Spot) => 1.15,
-        ("H200", Tier::OnDemand) => 3.29,
-        ("B300", Tier::Spot) => 1.91,
-        _ => 5.45,
-    };
-    Backend {
-        name: name.into(),
-        gpu: gpu.into(),
-        tier,
-        healthy: true,
-        warm: true,
-        in_flight: 0,
-        capacity: 4,
-        recent_failures: 0,
-        price_per_hour,
-    }
+    lost(job())
 }
 
 fn spot(name: &str) -> Backend {
@@ -56,11 +16,6 @@ fn spot(name: &str) -> Backend {
 
 fn on_demand(name: &str) -> Backend {
     pool(name, "H200", Tier::OnDemand)
-}
-
-fn name_of(backends: &[Backend], picked: Result<u32, String>) -> String {
-    let index = picked.expect("a pool should fit") as usize;
-    backends[index].name.clone()
 }
 
 #[test]
@@ -206,22 +161,7 @@ fn full_pools_are_skipped() {
 
 #[test]
 fn nothing_fits_names_every_pool() {
-    let pools = [
-        Backend {
-            in_flight: 4,
-            capacity: 4,
-            ..spot("h200-spot")
-        },
-        Backend {
-            in_flight: 2,
-            capacity: 2,
-            ..on_demand("h200-od")
-        },
-        Backend {
-            healthy: false,
-            ..pool("b300-od", "B300", Tier::OnDemand)
-        },
-    ];
+    let pools = nothing_free();
     let err = select(&job(), &pools).unwrap_err();
     assert_eq!(
         err,
@@ -239,12 +179,7 @@ fn no_pools_is_an_error() {
 
 #[test]
 fn long_pool_lists_are_shortened() {
-    let pools: Vec<Backend> = (0..12)
-        .map(|n| Backend {
-            healthy: false,
-            ..spot(&format!("pool-{n}"))
-        })
-        .collect();
+    let pools = unhealthy_many(spot, 12);
     let err = select(&job(), &pools).unwrap_err();
     assert!(err.contains("pool-7"), "{err}");
     assert!(!err.contains("pool-8"), "{err}");
@@ -282,18 +217,7 @@ fn ties_broken_by_failures_then_price_then_load() {
 
     // Equal failures and price: the lower in-flight/capacity ratio wins
     // (3/8 < 1/2 although 3 > 1 jobs in flight).
-    let load = [
-        Backend {
-            in_flight: 1,
-            capacity: 2,
-            ..spot("half")
-        },
-        Backend {
-            in_flight: 3,
-            capacity: 8,
-            ..spot("three-eighths")
-        },
-    ];
+    let load = half_and_three_eighths(spot);
     assert_eq!(name_of(&load, select(&job(), &load)), "three-eighths");
 }
 
@@ -370,29 +294,10 @@ fn gpu_names_compare_case_insensitively() {
 
 #[test]
 fn odd_input_never_panics_and_nan_price_ranks_last() {
-    let pools = [
-        Backend {
-            price_per_hour: -f64::NAN,
-            ..spot("negative-nan")
-        },
-        Backend {
-            price_per_hour: f64::NAN,
-            ..spot("nan")
-        },
-        Backend {
-            price_per_hour: 2.0,
-            ..spot("two")
-        },
-    ];
+    let pools = nan_priced(spot, "two", 2.0);
     assert_eq!(name_of(&pools, select(&job(), &pools)), "two");
 
-    let extremes = [Backend {
-        in_flight: u32::MAX - 1,
-        capacity: u32::MAX,
-        recent_failures: u32::MAX,
-        price_per_hour: f64::NEG_INFINITY,
-        ..spot("extreme")
-    }];
+    let extremes = [extreme(spot("extreme"))];
     assert_eq!(select(&job(), &extremes), Ok(0));
 
     let zero = [Backend {

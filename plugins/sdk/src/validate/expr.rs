@@ -11,9 +11,6 @@
 //!
 //! Hostile input is bounded: expressions longer than [`MAX_LEN`] bytes or
 //! nested deeper than [`MAX_NESTING`] are not evaluated.
-//!
-//! Note: this file is identical in `validator-flux2-klein` and
-//! `validator-ltx2` (each plugin crate is self-contained); keep them in sync.
 
 /// Longest expression text we evaluate.
 pub const MAX_LEN: usize = 256;

@@ -8,14 +8,11 @@
 //! `invalid_input_type`, …) so each rule only handles the good case. At
 //! most [`MAX_PROBLEMS`] are kept: enough to fix a graph, bounded for a
 //! hostile one.
-//!
-//! Note: this file is identical in `validator-flux2-klein` and
-//! `validator-ltx2` (each plugin crate is self-contained); keep them in sync.
 
 use std::collections::BTreeSet;
 
-use crate::exports::comfyume::plugin::validation::{Problem, ProblemType};
-use crate::graph::{Num, Resolved, Site};
+use super::graph::{Graph, Num, Resolved, Site};
+use crate::validator::{Problem, ProblemType};
 
 /// Most problems reported for one graph.
 pub const MAX_PROBLEMS: usize = 100;
@@ -30,6 +27,7 @@ pub enum Value {
     Bad,
 }
 
+/// The problems found so far: deduplicated, in the order found, bounded.
 #[derive(Default)]
 pub struct Problems {
     list: Vec<Problem>,
@@ -37,12 +35,29 @@ pub struct Problems {
 }
 
 impl Problems {
+    /// True when nothing is wrong (so far).
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
 
+    /// The problems, for a `rejected` verdict.
     pub fn into_vec(self) -> Vec<Problem> {
         self.list
+    }
+
+    /// Reports every link to a node that is not in the graph, at the input
+    /// holding the link.
+    pub fn dangling_links(&mut self, g: &Graph) {
+        for (site, target) in g.dangling_links() {
+            self.at(
+                &site,
+                ProblemType::RequiredInputMissing,
+                format!(
+                    "{} is connected to node {target}, which is not in the workflow",
+                    site.input
+                ),
+            );
+        }
     }
 
     /// A problem with the input at `site`.
@@ -190,5 +205,151 @@ pub fn suggest(value: f64, step: i64, min: i64, max: i64) -> String {
         [] => String::new(),
         [one] => format!(" (try {one})"),
         [a, b, ..] => format!(" (try {a} or {b})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{link, node};
+    use crate::validator::InputValue;
+
+    fn site(node: &str, input: &str) -> Site {
+        Site::new(node, input)
+    }
+
+    #[test]
+    fn one_problem_per_node_input_and_type_in_the_order_found() {
+        let mut p = Problems::default();
+        assert!(p.is_empty());
+        p.at(&site("1", "value"), ProblemType::ValueNotValid, "a".into());
+        p.at(
+            &site("1", "value"),
+            ProblemType::ValueNotValid,
+            "again".into(),
+        );
+        p.at(
+            &site("1", "value"),
+            ProblemType::ValueBiggerThanMax,
+            "b".into(),
+        );
+        p.on_node("2", ProblemType::RequiredInputMissing, "c".into());
+        p.on_node("2", ProblemType::RequiredInputMissing, "again".into());
+        let list = p.into_vec();
+        let seen: Vec<_> = list
+            .iter()
+            .map(|p| {
+                (
+                    p.node_id.as_str(),
+                    p.input_name.as_deref(),
+                    p.message.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("1", Some("value"), "a"),
+                ("1", Some("value"), "b"),
+                ("2", None, "c")
+            ]
+        );
+    }
+
+    #[test]
+    fn at_most_max_problems_are_kept() {
+        let mut p = Problems::default();
+        for i in 0..(MAX_PROBLEMS + 50) {
+            p.on_node(&i.to_string(), ProblemType::ValueNotValid, "x".into());
+        }
+        assert_eq!(p.into_vec().len(), MAX_PROBLEMS);
+    }
+
+    #[test]
+    fn dangling_links_are_reported_at_the_linking_input() {
+        let nodes = vec![node("a", "EmptyImage", vec![("width", link("gone", 0))])];
+        let mut p = Problems::default();
+        p.dangling_links(&Graph::new(&nodes));
+        let list = p.into_vec();
+        assert_eq!(list.len(), 1, "{list:#?}");
+        assert_eq!(
+            (list[0].node_id.as_str(), list[0].input_name.as_deref()),
+            ("a", Some("width"))
+        );
+        assert_eq!(list[0].type_, ProblemType::RequiredInputMissing);
+        assert_eq!(
+            list[0].message,
+            "width is connected to node gone, which is not in the workflow"
+        );
+    }
+
+    #[test]
+    fn unusable_numbers_and_texts_get_comfyui_problem_types() {
+        let nodes = vec![
+            node(
+                "n",
+                "X",
+                vec![
+                    ("text", InputValue::Str("wide".into())),
+                    ("flag", InputValue::Boolean(true)),
+                    ("list", InputValue::Other("[1,2]".into())),
+                    ("num", InputValue::Int(7)),
+                    ("dangling", link("gone", 0)),
+                ],
+            ),
+            node("loop", "PrimitiveInt", vec![("value", link("loop", 0))]),
+        ];
+        let g = Graph::new(&nodes);
+        let mut p = Problems::default();
+        for name in ["text", "flag", "list", "missing", "dangling"] {
+            assert!(matches!(
+                p.number(g.resolve(&nodes[0], name), name),
+                Value::Bad
+            ));
+        }
+        assert!(matches!(
+            p.number(g.resolve(&nodes[1], "value"), "looped"),
+            Value::Bad
+        ));
+        assert!(matches!(
+            p.number(g.resolve(&nodes[0], "num"), "num"),
+            Value::Known(n) if n.value == 7.0
+        ));
+        assert_eq!(p.text(g.resolve(&nodes[0], "num"), "name"), None);
+        let list = p.into_vec();
+        let kinds: Vec<_> = list
+            .iter()
+            .map(|p| (p.input_name.as_deref().unwrap_or(""), p.type_))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("text", ProblemType::InvalidInputType),
+                ("flag", ProblemType::InvalidInputType),
+                ("list", ProblemType::InvalidInputType),
+                ("missing", ProblemType::RequiredInputMissing),
+                ("dangling", ProblemType::RequiredInputMissing),
+                ("value", ProblemType::CustomValidationFailed),
+                ("num", ProblemType::InvalidInputType),
+            ]
+        );
+        assert_eq!(
+            list[0].message,
+            "text must be a number, not the text \"wide\""
+        );
+        assert_eq!(list[6].message, "name must be a name, not the number 7");
+    }
+
+    #[test]
+    fn numbers_texts_and_suggestions_for_messages() {
+        assert_eq!(fmt(1000.0), "1000");
+        assert_eq!(fmt(-24.0), "-24");
+        assert_eq!(fmt(0.5), "0.5");
+        assert_eq!(fmt(1e20), "100000000000000000000");
+        assert_eq!(short("abc"), "abc");
+        assert_eq!(short(&"x".repeat(61)), format!("{}…", "x".repeat(60)));
+        assert_eq!(suggest(1000.0, 16, 256, 2048), " (try 992 or 1008)");
+        assert_eq!(suggest(2050.0, 16, 256, 2048), " (try 2048)");
+        assert_eq!(suggest(5.0, 16, 256, 2048), "");
     }
 }

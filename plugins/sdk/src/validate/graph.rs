@@ -26,15 +26,12 @@
 //! values, not panics; link-following is bounded in depth ([`MAX_DEPTH`]) and
 //! in total work per graph ([`MAX_WORK`]), so a cycle of links or an
 //! exponential fan-out of expressions ends as [`Resolved::TooDeep`].
-//!
-//! Note: this file is identical in `validator-flux2-klein` and
-//! `validator-ltx2` (each plugin crate is self-contained); keep them in sync.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
 
-use crate::exports::comfyume::plugin::validation::{InputValue, Node};
-use crate::expr;
+use super::expr;
+use crate::validator::{InputValue, Node};
 
 /// Longest chain of links followed from one input.
 pub const MAX_DEPTH: u32 = 32;
@@ -44,11 +41,14 @@ pub const MAX_WORK: u32 = 50_000;
 /// Where a value lives: a node id and one of its input names.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Site {
+    /// The node id, e.g. `75:68`.
     pub node: String,
+    /// The input name, e.g. `value`.
     pub input: String,
 }
 
 impl Site {
+    /// The input `input` of node `node`.
     pub fn new(node: &str, input: &str) -> Self {
         Site {
             node: node.to_string(),
@@ -73,33 +73,46 @@ pub struct Num {
 /// What an input turns out to be after following links.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Resolved {
+    /// A number (an int, a finite float, or computed from them).
     Num(Num),
+    /// A string literal.
     Text {
+        /// The text.
         value: String,
+        /// Where it is set.
         site: Site,
     },
+    /// A boolean literal.
     Bool {
+        /// The value.
         value: bool,
+        /// Where it is set.
         site: Site,
     },
     /// Depends on data the validator cannot see (an uploaded image's size),
     /// or on a node it does not model; with an estimate when one is known.
     Unknown {
+        /// A guess at the value, when one is known.
         estimate: Option<f64>,
     },
     /// The input at `site` is absent, or (`dangling`) links to a node that
     /// is not in the graph.
     Missing {
+        /// The absent input, or the input holding the dangling link.
         site: Site,
+        /// The id of the missing node a link points to.
         dangling: Option<String>,
     },
     /// A literal list, object or null (compact JSON) where a value was wanted.
     Other {
+        /// Where it is set.
         site: Site,
+        /// The literal as compact JSON (or a non-finite float as text).
         json: String,
     },
     /// The chain of links from `site` is too long or loops back on itself.
     TooDeep {
+        /// The input whose chain of links was given up on.
         site: Site,
     },
 }
@@ -133,6 +146,7 @@ impl<'a> Graph<'a> {
         }
     }
 
+    /// The node with id `id`, if the graph has one.
     pub fn node(&self, id: &str) -> Option<&'a Node> {
         self.by_id.get(id).copied()
     }
@@ -147,6 +161,7 @@ impl<'a> Graph<'a> {
         self.nodes.iter().filter(move |n| n.class_type == class)
     }
 
+    /// True when some node is of class `class`.
     pub fn has_class(&self, class: &str) -> bool {
         self.nodes.iter().any(|n| n.class_type == class)
     }
@@ -395,28 +410,7 @@ impl Axis {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exports::comfyume::plugin::validation::{Link, NodeInput};
-
-    fn node(id: &str, class: &str, inputs: Vec<(&str, InputValue)>) -> Node {
-        Node {
-            id: id.into(),
-            class_type: class.into(),
-            inputs: inputs
-                .into_iter()
-                .map(|(name, value)| NodeInput {
-                    name: name.into(),
-                    value,
-                })
-                .collect(),
-        }
-    }
-
-    fn link(id: &str, slot: u32) -> InputValue {
-        InputValue::Link(Link {
-            node: id.into(),
-            slot,
-        })
-    }
+    use crate::testing::{link, node};
 
     #[test]
     fn follows_primitives_to_the_literal() {
