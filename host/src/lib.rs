@@ -16,4 +16,5 @@
 pub mod cli;
 pub mod config;
 pub mod plugins;
+pub mod queue;
 pub mod server;

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod queue;
+pub mod redis;
+
 use std::sync::Arc;
 
 use comfyume::plugins::api::{PendingJob, PriorityClass, Snapshot, UserUsage};
