@@ -140,3 +140,15 @@ fn a_bad_value_is_one_line_naming_the_key_and_its_source() {
         "{error}"
     );
 }
+
+#[test]
+fn the_documented_config_file_is_valid_and_says_the_defaults() {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/comfyume.toml");
+    let documented = Config::load_from(Some(&file), env(&[])).unwrap();
+    let defaults = Config::load_from(None, env(&[])).unwrap();
+    assert_eq!(
+        serde_json::to_value(&documented).unwrap(),
+        serde_json::to_value(&defaults).unwrap(),
+        "config/comfyume.toml must document the built-in defaults"
+    );
+}

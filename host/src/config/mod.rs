@@ -143,6 +143,36 @@ impl Config {
                 "must be at least 1 and shorter than timeouts.job_wait_secs",
             ));
         }
+        let q = &self.queue;
+        if q.lease_secs < 2 || q.lease_secs > 3600 {
+            return Err(ConfigError::new(
+                "queue.lease_secs",
+                "must be between 2 and 3600",
+            ));
+        }
+        if q.max_pending == 0 || q.max_running == 0 {
+            let key = if q.max_pending == 0 {
+                "queue.max_pending"
+            } else {
+                "queue.max_running"
+            };
+            return Err(ConfigError::new(key, "must be at least 1"));
+        }
+        if q.max_payload_bytes < 1024 || q.max_payload_bytes > 64 << 20 {
+            return Err(ConfigError::new(
+                "queue.max_payload_bytes",
+                "must be between 1024 and 67108864",
+            ));
+        }
+        if q.max_attempts == 0 {
+            return Err(ConfigError::new("queue.max_attempts", "must be at least 1"));
+        }
+        if q.redis_prefix.is_empty() || q.redis_prefix.contains(char::is_whitespace) {
+            return Err(ConfigError::new(
+                "queue.redis_prefix",
+                "must be a non-empty word",
+            ));
+        }
         if self.queue.store == QueueStore::Redis && self.queue.redis_url.is_none() {
             return Err(ConfigError::new(
                 "queue.redis_url",

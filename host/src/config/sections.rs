@@ -98,13 +98,47 @@ pub enum QueueStore {
 }
 
 /// `[queue]`: the durable job queue.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueueConfig {
     /// `embedded` (default) or `redis`.
     pub store: QueueStore,
     /// `redis://host:port/db`; required when `store = "redis"`.
     pub redis_url: Option<String>,
+    /// Key prefix in Redis, so several workshops can share one server.
+    pub redis_prefix: String,
+    /// Dispatcher lease length in seconds (renewed while a job runs).
+    pub lease_secs: u64,
+    /// Default cap on one attendee's waiting jobs.
+    pub max_pending: u32,
+    /// Default cap on one attendee's jobs on GPUs at once.
+    pub max_running: u32,
+    /// Largest prompt accepted, in bytes.
+    pub max_payload_bytes: usize,
+    /// Dispatch attempts before a job goes `dead`.
+    pub max_attempts: u32,
+    /// Lease expiries a job survives before it goes `dead`.
+    pub max_recoveries: u32,
+    /// Finished jobs are removed from the queue after this many hours (their
+    /// output files stay). 0 keeps them forever.
+    pub retention_hours: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            store: QueueStore::Embedded,
+            redis_url: None,
+            redis_prefix: "comfyume".into(),
+            lease_secs: 30,
+            max_pending: 20,
+            max_running: 2,
+            max_payload_bytes: 2 << 20,
+            max_attempts: 5,
+            max_recoveries: 3,
+            retention_hours: 72,
+        }
+    }
 }
 
 /// Where jobs run: the predecessor's `INFERENCE_MODE`.

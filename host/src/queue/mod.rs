@@ -16,6 +16,7 @@ mod embedded;
 mod error;
 mod job;
 mod journal;
+mod open;
 mod recovery;
 mod redis;
 mod snapshot;
@@ -30,6 +31,7 @@ pub use job::{
     BackendRef, Cost, Job, JobEvent, JobId, JobState, Lease, NewJob, Output, Page, Priority,
     Progress, Transition, UserLimits,
 };
+pub use open::{JOURNAL_FILE, limits as store_limits, open, retention_loop};
 pub use recovery::{BackendProbe, RecoveryReport, recover_expired};
 pub use redis::RedisStore;
 pub use snapshot::{PendingSummary, QueueSnapshot, RunningSummary, UserSummary};

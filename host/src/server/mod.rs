@@ -1,19 +1,22 @@
 //! The HTTP server behind `comfyume serve`.
 //!
 //! This is the skeleton later parts plug into (the attendee front, the admin
-//! API): it builds the shared state, binds the listener, answers `/health`,
+//! API): it builds the shared state (plugins, the job queue), binds the
+//! listener, answers `/health`, trims old jobs,
 //! and shuts down cleanly on Ctrl-C or SIGTERM.
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::plugins::{Registry, shared_registry};
+use crate::queue::{self, JobStore};
 
 /// State shared by every request handler.
 #[derive(Clone)]
@@ -22,6 +25,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The plugin registry.
     pub plugins: Arc<Registry>,
+    /// The durable job queue.
+    pub queue: Arc<dyn JobStore>,
 }
 
 /// Builds the router for `state`.
@@ -41,10 +46,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for slot in plugins.status() {
         tracing::info!(slot = %slot.slot, active = ?slot.active, "plugin slot ready");
     }
+    let queue = queue::open(&config.queue, &config.server.data_dir)
+        .await
+        .with_context(|| format!("opening the {:?} job queue", config.queue.store))?;
+    let snapshot = queue.snapshot().await.context("reading the job queue")?;
+    tracing::info!(
+        store = ?config.queue.store,
+        pending = snapshot.pending.len(),
+        running = snapshot.running.len(),
+        "job queue ready"
+    );
+    let retention = std::time::Duration::from_secs(config.queue.retention_hours * 3600);
+    tokio::spawn(queue::retention_loop(queue.clone(), retention));
     let listen = config.server.listen;
     let state = AppState {
         config: Arc::new(config),
         plugins,
+        queue,
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -56,19 +74,40 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("serving HTTP")
 }
 
-/// `GET /health`: liveness and the plugin slots in use.
-async fn health(State(state): State<AppState>) -> Json<Value> {
+/// `GET /health`: the plugin slots in use and the queue's state; 503 while
+/// the job store is unreachable (e.g. a Redis outage).
+async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let slots: Vec<Value> = state
         .plugins
         .status()
         .into_iter()
         .map(|s| json!({"slot": s.slot, "active": s.active, "disabled": s.disabled.is_some()}))
         .collect();
-    Json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "plugins": slots,
-    }))
+    // The queue's health is part of the host's: a Redis outage shows here.
+    let (code, queue) = match state.queue.snapshot().await {
+        Ok(s) => (
+            StatusCode::OK,
+            json!({"status": "ok", "pending": s.pending.len(), "running": s.running.len()}),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "unavailable", "error": e.to_string()}),
+        ),
+    };
+    let status = if code == StatusCode::OK {
+        "ok"
+    } else {
+        "degraded"
+    };
+    (
+        code,
+        Json(json!({
+            "status": status,
+            "version": env!("CARGO_PKG_VERSION"),
+            "plugins": slots,
+            "queue": queue,
+        })),
+    )
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,91 @@
+//! `comfyume serve` as a real process: it starts on the embedded default
+//! with no config, answers `/health`, and stops cleanly on SIGTERM.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+#[test]
+fn serve_starts_on_the_embedded_default_and_stops_on_sigterm() {
+    let data = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_comfyume"))
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data")
+        .arg(data.path())
+        // No config file: run from a folder without config/comfyume.toml.
+        .current_dir(data.path())
+        .env("COMFYUME_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let (status, body) = loop {
+        if let Some(answer) = get(port, "/health") {
+            break answer;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "serve never answered");
+        assert!(child.try_wait().unwrap().is_none(), "serve exited early");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["queue"]["status"], "ok");
+    let active: Vec<&str> = health["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["active"].as_str())
+        .collect();
+    assert!(active.contains(&"fair-share@0.1.0"), "{active:?}");
+    assert!(active.contains(&"h200-spot@0.1.0"), "{active:?}");
+    assert!(data.path().join("queue.sqlite").exists(), "the embedded journal lives in --data");
+    assert!(data.path().join("plugin-cache").is_dir(), "compiled plugins are cached in --data");
+
+    // SIGTERM: a clean exit.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let exited = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(exited.elapsed() < Duration::from_secs(20), "serve ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_bad_setting_stops_serve_with_one_line() {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_comfyume"))
+        .args(["serve", "--data"])
+        .arg(data.path())
+        .current_dir(data.path())
+        .env("COMFYUME_QUEUE__LEASE_SECS", "forever")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].starts_with("config error: queue.lease_secs: "), "{stderr}");
+    assert!(lines[0].contains("COMFYUME_QUEUE__LEASE_SECS"), "{stderr}");
+}
