@@ -26,7 +26,13 @@ fn job(user: &str) -> NewJob {
         client_id: None,
         priority: Priority::Normal,
         workflow_kind: "flux2-klein".into(),
-        cost: Cost { frames: 1, width: 1024, height: 1024, steps: 20, gpu_seconds: 10.0 },
+        cost: Cost {
+            frames: 1,
+            width: 1024,
+            height: 1024,
+            steps: 20,
+            gpu_seconds: 10.0,
+        },
         // About the size of a real Flux2 Klein prompt.
         payload: vec![b'x'; 4096],
     }
@@ -37,7 +43,12 @@ fn job(user: &str) -> NewJob {
 async fn run(store: Arc<dyn JobStore>, clients: usize) -> (f64, f64) {
     for c in 0..clients {
         store
-            .set_user(UserLimits { name: format!("u{c}"), max_pending: u32::MAX, max_running: u32::MAX, priority: Priority::Normal })
+            .set_user(UserLimits {
+                name: format!("u{c}"),
+                max_pending: u32::MAX,
+                max_running: u32::MAX,
+                priority: Priority::Normal,
+            })
             .await
             .unwrap();
     }
@@ -68,7 +79,10 @@ async fn run(store: Arc<dyn JobStore>, clients: usize) -> (f64, f64) {
             let store = store.clone();
             tokio::spawn(async move {
                 for id in ids {
-                    store.claim(id, &format!("d{c}"), Duration::from_secs(30)).await.unwrap();
+                    store
+                        .claim(id, &format!("d{c}"), Duration::from_secs(30))
+                        .await
+                        .unwrap();
                 }
             })
         })
@@ -90,9 +104,22 @@ impl Drop for Redis {
 }
 
 fn start_redis(dir: &std::path::Path) -> Redis {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .arg("--dir")
         .arg(dir)
         .stdout(Stdio::null())
@@ -108,16 +135,31 @@ fn start_redis(dir: &std::path::Path) -> Redis {
 fn redis_benchmark(port: u16, clients: usize) -> (f64, f64) {
     let rate = |args: &[&str]| -> f64 {
         let out = Command::new("redis-benchmark")
-            .args(["-p", &port.to_string(), "-c", &clients.to_string(), "-n", "50000", "--csv"])
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                &clients.to_string(),
+                "-n",
+                "50000",
+                "--csv",
+            ])
             .args(args)
             .output()
             .expect("redis-benchmark on PATH");
         let text = String::from_utf8_lossy(&out.stdout);
-        // CSV: "test","rps",... ; the second line holds the numbers.
+        // CSV: "test","rps",... ; the second line holds the numbers. The
+        // test name may contain commas (a script), so split on `","`.
         text.lines()
             .nth(1)
-            .and_then(|l| l.split(',').nth(1))
-            .and_then(|v| v.trim_matches('"').parse().ok())
+            .and_then(|l| {
+                l.trim()
+                    .trim_matches('"')
+                    .split("\",\"")
+                    .nth(1)
+                    .map(str::to_owned)
+            })
+            .and_then(|v| v.parse().ok())
             .unwrap_or(f64::NAN)
     };
     let set = rate(&["-t", "set"]);
@@ -141,10 +183,16 @@ fn main() {
     if std::env::args().any(|a| a == "--test" || a == "--list") {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let redis = start_redis(dir.path());
-    println!("| store | clients | enqueue/s | claim/s | redis-benchmark SET/s | redis-benchmark 4-key EVAL/s |");
+    println!(
+        "| store | clients | enqueue/s | claim/s | redis-benchmark SET/s | redis-benchmark 4-key EVAL/s |"
+    );
     println!("|---|---|---|---|---|---|");
     for clients in [1usize, 8] {
         let (set, eval) = redis_benchmark(redis.1, clients);
@@ -156,7 +204,13 @@ fn main() {
         let url = format!("redis://127.0.0.1:{}/", redis.1);
         let prefix = format!("bench{clients}");
         let store: Arc<dyn JobStore> = Arc::new(
-            rt.block_on(RedisStore::connect(&url, &prefix, StoreLimits::default(), system_clock())).unwrap(),
+            rt.block_on(RedisStore::connect(
+                &url,
+                &prefix,
+                StoreLimits::default(),
+                system_clock(),
+            ))
+            .unwrap(),
         );
         let (e, c) = rt.block_on(run(store, clients));
         println!("| redis | {clients} | {e:.0} | {c:.0} | {set:.0} | {eval:.0} |");

@@ -724,3 +724,33 @@ conformance!(
     eight_claimers_never_claim_the_same_job_twice,
     one_leader_at_a_time,
 );
+
+/// Every host hears every job event: a change made through one Redis store
+/// reaches the subscribers of another (a second host on the same Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_events_reach_every_host() {
+    let h = Harness::redis().await;
+    let common::queue::Backing::Redis(server) = &h.backing else {
+        unreachable!()
+    };
+    let other = comfyume::queue::RedisStore::connect(
+        &server.url(),
+        "test",
+        common::queue::limits(),
+        Arc::new(h.clock.clone()),
+    )
+    .await
+    .unwrap();
+    let mut events = comfyume::queue::JobStore::events(&other);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.user("alice", 10, 2).await;
+    let job = h.store.enqueue(new_job("alice")).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .expect("the other host heard nothing")
+        .unwrap();
+    assert_eq!(
+        (event.id, event.prompt_id, event.state),
+        (job.id, job.prompt_id, JobState::Queued)
+    );
+}

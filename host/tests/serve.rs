@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
@@ -20,7 +24,11 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
 #[test]
 fn serve_starts_on_the_embedded_default_and_stops_on_sigterm() {
     let data = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_comfyume"))
         .arg("serve")
         .arg("--listen")
@@ -39,7 +47,10 @@ fn serve_starts_on_the_embedded_default_and_stops_on_sigterm() {
         if let Some(answer) = get(port, "/health") {
             break answer;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "serve never answered");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "serve never answered"
+        );
         assert!(child.try_wait().unwrap().is_none(), "serve exited early");
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -55,18 +66,33 @@ fn serve_starts_on_the_embedded_default_and_stops_on_sigterm() {
         .collect();
     assert!(active.contains(&"fair-share@0.1.0"), "{active:?}");
     assert!(active.contains(&"h200-spot@0.1.0"), "{active:?}");
-    assert!(data.path().join("queue.sqlite").exists(), "the embedded journal lives in --data");
-    assert!(data.path().join("plugin-cache").is_dir(), "compiled plugins are cached in --data");
+    assert!(
+        data.path().join("queue.sqlite").exists(),
+        "the embedded journal lives in --data"
+    );
+    assert!(
+        data.path().join("plugin-cache").is_dir(),
+        "compiled plugins are cached in --data"
+    );
 
     // SIGTERM: a clean exit.
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let exited = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(exited.elapsed() < Duration::from_secs(20), "serve ignored SIGTERM");
+        assert!(
+            exited.elapsed() < Duration::from_secs(20),
+            "serve ignored SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
@@ -86,6 +112,9 @@ fn a_bad_setting_stops_serve_with_one_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{stderr}");
-    assert!(lines[0].starts_with("config error: queue.lease_secs: "), "{stderr}");
+    assert!(
+        lines[0].starts_with("config error: queue.lease_secs: "),
+        "{stderr}"
+    );
     assert!(lines[0].contains("COMFYUME_QUEUE__LEASE_SECS"), "{stderr}");
 }

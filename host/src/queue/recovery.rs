@@ -86,3 +86,52 @@ pub async fn recover_expired(
     }
     Ok(report)
 }
+
+/// The probe used while no backend is configured: it cannot answer, so jobs
+/// that reached a backend wait (never requeued blind) and jobs that had not
+/// are requeued.
+pub struct NoBackends;
+
+#[async_trait]
+impl BackendProbe for NoBackends {
+    async fn knows(&self, backend: &BackendRef) -> anyhow::Result<bool> {
+        anyhow::bail!("pool {:?} is not configured on this host", backend.pool)
+    }
+}
+
+/// Runs recovery every half lease while this host holds the dispatcher
+/// leadership (always, with the embedded store), for as long as the task
+/// runs. The first pass runs at once, so a restart recovers immediately.
+pub async fn recovery_loop(
+    store: std::sync::Arc<dyn JobStore>,
+    probe: std::sync::Arc<dyn BackendProbe>,
+    host: String,
+    lease: Duration,
+) {
+    let clock = super::clock::system();
+    let mut tick = tokio::time::interval((lease / 2).max(Duration::from_secs(1)));
+    let mut leading = false;
+    loop {
+        tick.tick().await;
+        match store.lead(&host, lease).await {
+            Ok(true) => {
+                if !leading {
+                    tracing::info!(%host, "this host leads the dispatcher");
+                }
+                leading = true;
+                if let Err(e) =
+                    recover_expired(&*store, &*probe, &host, lease, clock.now_ms()).await
+                {
+                    tracing::warn!(error = %e, "recovery pass failed; retrying");
+                }
+            }
+            Ok(false) => {
+                if leading {
+                    tracing::warn!(%host, "lost the dispatcher leadership");
+                }
+                leading = false;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot reach the queue to renew leadership"),
+        }
+    }
+}

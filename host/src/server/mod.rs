@@ -58,6 +58,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let retention = std::time::Duration::from_secs(config.queue.retention_hours * 3600);
     tokio::spawn(queue::retention_loop(queue.clone(), retention));
+    // Until GPU backends are wired in, the probe cannot reach any: jobs that
+    // had reached a backend wait for it, the others are requeued.
+    let host_id = format!("host-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    tokio::spawn(queue::recovery_loop(
+        queue.clone(),
+        Arc::new(queue::NoBackends),
+        host_id,
+        std::time::Duration::from_secs(config.queue.lease_secs),
+    ));
     let listen = config.server.listen;
     let state = AppState {
         config: Arc::new(config),
