@@ -15,6 +15,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dispatch;
 pub mod plugins;
 pub mod queue;
 pub mod server;

@@ -1,0 +1,3 @@
+//! Speaking ComfyUI: the wire types of its HTTP API and websocket.
+
+pub mod protocol;
