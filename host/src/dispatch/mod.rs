@@ -1,7 +1,10 @@
 //! Dispatch to the GPUs.
 //!
-//! So far: the ComfyUI wire protocol ([`comfyui::protocol`]), shared by the
-//! backend client, the `worker` sidecar and the test doubles. The client,
-//! the backends and the dispatcher loop are the next parts of this module.
+//! So far: the ComfyUI wire protocol ([`comfyui::protocol`]) and a client
+//! for one ComfyUI server ([`comfyui::client`]), and the rehearsal backend
+//! ([`rehearsal`]), a ComfyUI without a GPU used by rehearsals and tests.
+//! The backends (direct ComfyUI, Verda), the `worker` sidecar and the
+//! dispatcher loop are the next parts of this module.
 
 pub mod comfyui;
+pub mod rehearsal;

@@ -1,3 +1,4 @@
 //! Speaking ComfyUI: the wire types of its HTTP API and websocket.
 
+pub mod client;
 pub mod protocol;

@@ -1,0 +1,412 @@
+//! A client for one ComfyUI server: the calls the dispatcher and the
+//! `worker` sidecar make.
+//!
+//! Policy:
+//! - Every call has a timeout (`request`): a backend that hangs becomes an
+//!   error, never a stuck dispatcher.
+//! - Downloads are capped (`max_output_bytes`) and streamed into memory only
+//!   up to the cap; a larger output is an error, not an out-of-memory host.
+//! - [`ComfyClient::follow`] watches the websocket for progress and the end
+//!   of the prompt; if the socket cannot be opened or drops, it falls back
+//!   to polling `/history/{id}` every `poll`, until the `job_wait` deadline.
+//!   The history entry is the source of truth for the outcome either way.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use reqwest::{StatusCode, Url};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::protocol::{
+    FileRef, HistoryEntry, Outcome, PromptAccepted, PromptRejected, PromptRequest, Uploaded,
+    WsMessage,
+};
+
+/// The client's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientLimits {
+    /// One HTTP request.
+    pub request: Duration,
+    /// Between two `/history` polls when the websocket is unavailable.
+    pub poll: Duration,
+    /// Largest output file downloaded.
+    pub max_output_bytes: usize,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            request: Duration::from_secs(10),
+            poll: Duration::from_secs(1),
+            max_output_bytes: 512 << 20,
+        }
+    }
+}
+
+/// What went wrong talking to ComfyUI.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// ComfyUI refused the prompt (validation), with its own error body.
+    #[error("ComfyUI refused the prompt: {}", .0.error.message)]
+    Rejected(Box<PromptRejected>),
+    /// An HTTP status other than the expected one.
+    #[error("{what}: ComfyUI answered HTTP {status}")]
+    Status {
+        /// The call.
+        what: &'static str,
+        /// The status.
+        status: u16,
+    },
+    /// No answer in time, connection refused, reset…
+    #[error("{what}: {source}")]
+    Transport {
+        /// The call.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// An answer that is not what ComfyUI sends.
+    #[error("{what}: unreadable answer: {detail}")]
+    Malformed {
+        /// The call.
+        what: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// An output larger than the cap.
+    #[error("output {file} is larger than {max} bytes")]
+    TooLarge {
+        /// The file.
+        file: String,
+        /// The cap.
+        max: usize,
+    },
+    /// An output path that would escape its folder.
+    #[error("output path {0:?} is not a plain relative path")]
+    UnsafePath(String),
+    /// The job did not finish before the deadline.
+    #[error("no result after {0:?}")]
+    Deadline(Duration),
+}
+
+/// A ComfyUI server.
+#[derive(Debug, Clone)]
+pub struct ComfyClient {
+    http: reqwest::Client,
+    base: Url,
+    limits: ClientLimits,
+}
+
+impl ComfyClient {
+    /// A client for the server at `base` (e.g. `http://127.0.0.1:8189`).
+    pub fn new(base: &str, limits: ClientLimits) -> Result<Self, ClientError> {
+        let mut base = Url::parse(base).map_err(|e| ClientError::Malformed {
+            what: "url",
+            detail: e.to_string(),
+        })?;
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let http = reqwest::Client::builder()
+            .timeout(limits.request)
+            .connect_timeout(limits.request)
+            .build()
+            .map_err(|e| ClientError::Transport {
+                what: "client",
+                source: e,
+            })?;
+        Ok(ComfyClient { http, base, limits })
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.base.join(path).unwrap_or_else(|_| self.base.clone())
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        what: &'static str,
+        response: reqwest::Response,
+    ) -> Result<T, ClientError> {
+        let status = response.status();
+        if !status.is_success() {
+            return Err(ClientError::Status {
+                what,
+                status: status.as_u16(),
+            });
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Transport { what, source: e })?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Malformed {
+            what,
+            detail: e.to_string(),
+        })
+    }
+
+    /// `POST /prompt` with our prompt id and client id.
+    pub async fn submit(
+        &self,
+        prompt: &Value,
+        prompt_id: &str,
+        client_id: &str,
+        extra_data: Option<&Value>,
+    ) -> Result<PromptAccepted, ClientError> {
+        let what = "submit";
+        let body = PromptRequest {
+            prompt,
+            client_id,
+            prompt_id,
+            extra_data,
+        };
+        let response = self
+            .http
+            .post(self.url("prompt"))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport { what, source: e })?;
+        if response.status() == StatusCode::BAD_REQUEST {
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| ClientError::Transport { what, source: e })?;
+            return match serde_json::from_slice::<PromptRejected>(&bytes) {
+                Ok(rejected) => Err(ClientError::Rejected(Box::new(rejected))),
+                Err(e) => Err(ClientError::Malformed {
+                    what,
+                    detail: e.to_string(),
+                }),
+            };
+        }
+        let accepted: PromptAccepted = Self::json(what, response).await?;
+        if accepted.prompt_id != prompt_id {
+            return Err(ClientError::Malformed {
+                what,
+                detail: format!("ComfyUI renamed the prompt to {}", accepted.prompt_id),
+            });
+        }
+        Ok(accepted)
+    }
+
+    /// `GET /history/{id}`: `None` while ComfyUI has no entry for it.
+    pub async fn history(&self, prompt_id: &str) -> Result<Option<HistoryEntry>, ClientError> {
+        let what = "history";
+        let response = self
+            .http
+            .get(self.url(&format!("history/{prompt_id}")))
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport { what, source: e })?;
+        let mut all: std::collections::BTreeMap<String, HistoryEntry> =
+            Self::json(what, response).await?;
+        Ok(all.remove(prompt_id))
+    }
+
+    /// `POST /upload/image` (multipart), for inputs the prompt references.
+    pub async fn upload(&self, name: &str, bytes: Vec<u8>) -> Result<Uploaded, ClientError> {
+        let what = "upload";
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_string());
+        let form = reqwest::multipart::Form::new()
+            .part("image", part)
+            .text("type", "input")
+            .text("overwrite", "true");
+        let response = self
+            .http
+            .post(self.url("upload/image"))
+            .multipart(form)
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport { what, source: e })?;
+        Self::json(what, response).await
+    }
+
+    /// `GET /view` for one output, capped at `max_output_bytes`.
+    pub async fn download(&self, file: &FileRef) -> Result<Vec<u8>, ClientError> {
+        let what = "download";
+        let path = file.safe_path().ok_or_else(|| {
+            ClientError::UnsafePath(format!("{}/{}", file.subfolder, file.filename))
+        })?;
+        let response = self
+            .http
+            .get(self.url("view"))
+            .query(&[
+                ("filename", file.filename.as_str()),
+                ("subfolder", file.subfolder.as_str()),
+                ("type", file.kind.as_str()),
+            ])
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport { what, source: e })?;
+        if !response.status().is_success() {
+            return Err(ClientError::Status {
+                what,
+                status: response.status().as_u16(),
+            });
+        }
+        let max = self.limits.max_output_bytes;
+        if response.content_length().is_some_and(|n| n as usize > max) {
+            return Err(ClientError::TooLarge { file: path, max });
+        }
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ClientError::Transport { what, source: e })?;
+            if body.len() + chunk.len() > max {
+                return Err(ClientError::TooLarge { file: path, max });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// Stops the prompt: `POST /interrupt {"prompt_id"}` (if running) and
+    /// `POST /queue {"delete":[id]}` (if still waiting in ComfyUI's queue).
+    pub async fn cancel(&self, prompt_id: &str) -> Result<(), ClientError> {
+        for (what, path, body) in [
+            (
+                "interrupt",
+                "interrupt",
+                serde_json::json!({ "prompt_id": prompt_id }),
+            ),
+            (
+                "queue delete",
+                "queue",
+                serde_json::json!({ "delete": [prompt_id] }),
+            ),
+        ] {
+            let response = self
+                .http
+                .post(self.url(path))
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| ClientError::Transport { what, source: e })?;
+            if !response.status().is_success() {
+                return Err(ClientError::Status {
+                    what,
+                    status: response.status().as_u16(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `GET /object_info`: the node catalogue, with the model files present.
+    pub async fn object_info(&self) -> Result<Value, ClientError> {
+        let what = "object_info";
+        let response = self
+            .http
+            .get(self.url("object_info"))
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport { what, source: e })?;
+        Self::json(what, response).await
+    }
+
+    /// Waits for the prompt to end, reporting step progress to `progress`.
+    /// Uses the websocket when it can, `/history` polling when it cannot,
+    /// and gives up at `job_wait`.
+    pub async fn follow(
+        &self,
+        prompt_id: &str,
+        client_id: &str,
+        job_wait: Duration,
+        mut progress: impl FnMut(u32, u32),
+    ) -> Result<Outcome, ClientError> {
+        let deadline = Instant::now() + job_wait;
+        if let Ok(mut socket) = self.open_socket(client_id).await {
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let message =
+                    match tokio::time::timeout(left.min(self.limits.poll * 5), socket.next()).await
+                    {
+                        Err(_) if left.is_zero() => return Err(ClientError::Deadline(job_wait)),
+                        // Quiet for a while: check the history in case we missed the end.
+                        Err(_) => match self.finished(prompt_id).await? {
+                            Some(outcome) => return Ok(outcome),
+                            None => continue,
+                        },
+                        Ok(Some(Ok(Message::Text(text)))) => text,
+                        Ok(Some(Ok(_))) => continue, // binary previews, pings
+                        Ok(Some(Err(_)) | None) => break, // dropped: poll instead
+                    };
+                let Ok(message) = serde_json::from_str::<WsMessage>(&message) else {
+                    continue;
+                };
+                if message.prompt_id() != Some(prompt_id) {
+                    continue;
+                }
+                match message {
+                    WsMessage::Progress { value, max, .. } => progress(value, max),
+                    WsMessage::ExecutionSuccess { .. }
+                    | WsMessage::ExecutionError { .. }
+                    | WsMessage::ExecutionInterrupted { .. } => {
+                        // The end: the history entry has the outputs.
+                        return self.settle(prompt_id, deadline, job_wait).await;
+                    }
+                    _ => {}
+                }
+            }
+            tracing::warn!(prompt_id, "ComfyUI websocket dropped; polling /history");
+        }
+        self.settle(prompt_id, deadline, job_wait).await
+    }
+
+    /// Polls `/history` until the prompt ended or the deadline passed.
+    async fn settle(
+        &self,
+        prompt_id: &str,
+        deadline: Instant,
+        job_wait: Duration,
+    ) -> Result<Outcome, ClientError> {
+        loop {
+            if let Some(outcome) = self.finished(prompt_id).await? {
+                return Ok(outcome);
+            }
+            if Instant::now() + self.limits.poll > deadline {
+                return Err(ClientError::Deadline(job_wait));
+            }
+            tokio::time::sleep(self.limits.poll).await;
+        }
+    }
+
+    async fn finished(&self, prompt_id: &str) -> Result<Option<Outcome>, ClientError> {
+        Ok(match self.history(prompt_id).await? {
+            Some(entry) => match entry.outcome() {
+                Outcome::Pending => None,
+                outcome => Some(outcome),
+            },
+            None => None,
+        })
+    }
+
+    async fn open_socket(
+        &self,
+        client_id: &str,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        ClientError,
+    > {
+        let mut url = self.url("ws");
+        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+        let _ = url.set_scheme(scheme);
+        url.query_pairs_mut().append_pair("clientId", client_id);
+        match tokio::time::timeout(
+            self.limits.request,
+            tokio_tungstenite::connect_async(url.as_str()),
+        )
+        .await
+        {
+            Ok(Ok((socket, _))) => Ok(socket),
+            _ => Err(ClientError::Malformed {
+                what: "websocket",
+                detail: "could not open /ws".into(),
+            }),
+        }
+    }
+}
