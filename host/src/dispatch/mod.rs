@@ -6,5 +6,8 @@
 //! The backends (direct ComfyUI, Verda), the `worker` sidecar and the
 //! dispatcher loop are the next parts of this module.
 
+pub mod backend;
 pub mod comfyui;
+pub mod comfyui_backend;
+pub mod dispatcher;
 pub mod rehearsal;

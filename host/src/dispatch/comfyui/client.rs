@@ -294,6 +294,27 @@ impl ComfyClient {
         Ok(())
     }
 
+    /// Whether the prompt is running or waiting in ComfyUI's own queue
+    /// (`GET /queue`: `queue_running` and `queue_pending` list
+    /// `[number, prompt_id, …]`).
+    pub async fn in_queue(&self, prompt_id: &str) -> Result<bool, ClientError> {
+        let what = "queue";
+        let response = self
+            .http
+            .get(self.url("queue"))
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport { what, source: e })?;
+        let queue: Value = Self::json(what, response).await?;
+        Ok(["queue_running", "queue_pending"].iter().any(|list| {
+            queue[*list]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|item| item.get(1).and_then(Value::as_str) == Some(prompt_id))
+        }))
+    }
+
     /// `GET /object_info`: the node catalogue, with the model files present.
     pub async fn object_info(&self) -> Result<Value, ClientError> {
         let what = "object_info";

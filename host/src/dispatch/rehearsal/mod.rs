@@ -69,6 +69,7 @@ pub struct Rehearsal {
     files: Mutex<HashMap<(String, String, String), Vec<u8>>>,
     uploads: Mutex<HashMap<String, Vec<u8>>>,
     interrupted: Mutex<HashSet<String>>,
+    running: Mutex<HashSet<String>>,
     /// (client id it is for, or none for everyone; message text).
     sockets: broadcast::Sender<(Option<String>, String)>,
 }
@@ -89,6 +90,7 @@ impl Rehearsal {
             files: Mutex::new(HashMap::new()),
             uploads: Mutex::new(HashMap::new()),
             interrupted: Mutex::new(HashSet::new()),
+            running: Mutex::new(HashSet::new()),
             sockets,
         })
     }
@@ -101,7 +103,7 @@ impl Rehearsal {
             .route("/view", get(view))
             .route("/upload/image", post(upload))
             .route("/interrupt", post(interrupt))
-            .route("/queue", post(queue))
+            .route("/queue", post(queue).get(queue_state))
             .route("/object_info", get(object_info))
             .route("/ws", get(socket));
         Router::new()
@@ -172,6 +174,7 @@ async fn submit(State(r): State<Arc<Rehearsal>>, Json(body): Json<PromptBody>) -
         .prompt_id
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let number = r.number.fetch_add(1, Ordering::SeqCst);
+    lock(&r.running).insert(prompt_id.clone());
     tokio::spawn(run::execute(
         r.clone(),
         prompt_id.clone(),
@@ -243,6 +246,14 @@ async fn queue(State(r): State<Arc<Rehearsal>>, Json(body): Json<Value>) -> Stat
         }
     }
     StatusCode::OK
+}
+
+async fn queue_state(State(r): State<Arc<Rehearsal>>) -> Json<Value> {
+    let running: Vec<Value> = lock(&r.running)
+        .iter()
+        .map(|id| json!([0, id, {}, {}, []]))
+        .collect();
+    Json(json!({ "queue_running": running, "queue_pending": [] }))
 }
 
 async fn object_info(State(r): State<Arc<Rehearsal>>) -> Response {

@@ -176,6 +176,7 @@ pub async fn execute(
         "meta": {}
     });
     lock(&r.history).insert(prompt_id.clone(), entry);
+    lock(&r.running).remove(&prompt_id);
     if status == "success" {
         r.send(to, "execution_success", success);
     }

@@ -1,0 +1,112 @@
+//! A ComfyUI server reached directly: a local GPU box, a dev machine, or the
+//! rehearsal backend. The backend job id is our own prompt id.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::backend::{Backend, BackendError, PoolInfo};
+use super::comfyui::client::{ClientError, ComfyClient};
+use super::comfyui::protocol::{FileRef, Outcome};
+
+/// The `comfyui` backend kind.
+pub struct ComfyBackend {
+    info: PoolInfo,
+    client: ComfyClient,
+}
+
+impl ComfyBackend {
+    /// A pool served by the ComfyUI behind `client`.
+    pub fn new(info: PoolInfo, client: ComfyClient) -> Self {
+        ComfyBackend { info, client }
+    }
+}
+
+fn classify(error: ClientError) -> BackendError {
+    match error {
+        ClientError::Rejected(r) => {
+            let nodes: Vec<String> = r
+                .node_errors
+                .iter()
+                .flat_map(|(node, e)| {
+                    e.errors
+                        .iter()
+                        .map(move |x| format!("node {node}: {}", x.message))
+                })
+                .collect();
+            BackendError::Refused(format!(
+                "the GPU's ComfyUI refused the prompt: {} {}",
+                r.error.message,
+                nodes.join("; ")
+            ))
+        }
+        ClientError::Deadline(d) => {
+            BackendError::TimedOut(format!("no result within {} s", d.as_secs()))
+        }
+        ClientError::TooLarge { .. } | ClientError::UnsafePath(_) => {
+            BackendError::Refused(error.to_string())
+        }
+        other => BackendError::Unavailable(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl Backend for ComfyBackend {
+    fn info(&self) -> &PoolInfo {
+        &self.info
+    }
+
+    fn chosen_id(&self, prompt_id: &str) -> Option<String> {
+        Some(prompt_id.to_string())
+    }
+
+    async fn submit(
+        &self,
+        prompt_id: &str,
+        client_id: &str,
+        payload: &Value,
+    ) -> Result<String, BackendError> {
+        let prompt = payload.get("prompt").unwrap_or(payload);
+        let extra = payload.get("extra_data");
+        self.client
+            .submit(prompt, prompt_id, client_id, extra)
+            .await
+            .map_err(classify)?;
+        Ok(prompt_id.to_string())
+    }
+
+    async fn wait(
+        &self,
+        backend_id: &str,
+        client_id: &str,
+        job_wait: Duration,
+        progress: &mut (dyn FnMut(u32, u32) + Send),
+    ) -> Result<Outcome, BackendError> {
+        self.client
+            .follow(backend_id, client_id, job_wait, progress)
+            .await
+            .map_err(classify)
+    }
+
+    async fn download(&self, file: &FileRef) -> Result<Vec<u8>, BackendError> {
+        self.client.download(file).await.map_err(classify)
+    }
+
+    async fn cancel(&self, backend_id: &str) -> Result<(), BackendError> {
+        self.client.cancel(backend_id).await.map_err(classify)
+    }
+
+    async fn knows(&self, backend_id: &str) -> Result<bool, BackendError> {
+        if self
+            .client
+            .history(backend_id)
+            .await
+            .map_err(classify)?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        self.client.in_queue(backend_id).await.map_err(classify)
+    }
+}
