@@ -152,3 +152,43 @@ fn the_documented_config_file_is_valid_and_says_the_defaults() {
         "config/comfyume.toml must document the built-in defaults"
     );
 }
+
+#[test]
+fn pools_replace_the_rehearsal_default_and_are_checked() {
+    let defaults = Config::load_from(None, env(&[])).unwrap();
+    let pools = defaults.effective_pools();
+    assert_eq!(pools.keys().collect::<Vec<_>>(), ["rehearsal"]);
+
+    let legacy = Config::load_from(None, env(&[("COMFYUI_URL", "http://127.0.0.1:8189")])).unwrap();
+    let pools = legacy.effective_pools();
+    assert_eq!(pools["local"].url.as_deref(), Some("http://127.0.0.1:8189"));
+
+    let file = toml(
+        "[pools.h200-spot]\nkind = \"comfyui\"\nurl = \"http://127.0.0.1:9000\"\ngpu = \"H200\"\ntier = \"spot\"\ncapacity = 4\n",
+    );
+    let config = Config::load_from(Some(file.path()), env(&[])).unwrap();
+    assert_eq!(
+        config.effective_pools().keys().collect::<Vec<_>>(),
+        ["h200-spot"],
+        "configured pools replace the default"
+    );
+
+    let file = toml("[pools.b300]\nkind = \"verda\"\n");
+    let error = Config::load_from(Some(file.path()), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("config error: pools.b300.kind: verda pools are not implemented"),
+        "{error}"
+    );
+    let file = toml("[pools.x]\nkind = \"comfyui\"\n");
+    let error = Config::load_from(Some(file.path()), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(error.starts_with("config error: pools.x.url: "), "{error}");
+    let file = toml("[pools.x]\nkind = \"rehearsal\"\ntier = \"cheap\"\n");
+    let error = Config::load_from(Some(file.path()), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(error.starts_with("config error: pools.x.tier: "), "{error}");
+}

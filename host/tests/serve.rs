@@ -66,6 +66,9 @@ fn serve_starts_on_the_embedded_default_and_stops_on_sigterm() {
         .collect();
     assert!(active.contains(&"fair-share@0.1.0"), "{active:?}");
     assert!(active.contains(&"h200-spot@0.1.0"), "{active:?}");
+    // No pools configured: one rehearsal pool, labelled as such.
+    assert_eq!(health["pools"][0]["name"], "rehearsal");
+    assert_eq!(health["pools"][0]["rehearsal"], true);
     assert!(
         data.path().join("queue.sqlite").exists(),
         "the embedded journal lives in --data"

@@ -173,6 +173,33 @@ impl Config {
                 "must be a non-empty word",
             ));
         }
+        for (name, pool) in &self.pools {
+            let key = |k: &str| format!("pools.{name}.{k}");
+            if pool.capacity == 0 {
+                return Err(ConfigError::new(&key("capacity"), "must be at least 1"));
+            }
+            if !matches!(pool.tier.as_str(), "spot" | "on-demand") {
+                return Err(ConfigError::new(
+                    &key("tier"),
+                    "must be \"spot\" or \"on-demand\"",
+                ));
+            }
+            match pool.kind {
+                PoolKind::Comfyui if pool.url.as_deref().is_none_or(|u| !u.starts_with("http")) => {
+                    return Err(ConfigError::new(
+                        &key("url"),
+                        "a comfyui pool needs an http(s) url",
+                    ));
+                }
+                PoolKind::Verda => {
+                    return Err(ConfigError::new(
+                        &key("kind"),
+                        "verda pools are not implemented in this version (use comfyui or rehearsal)",
+                    ));
+                }
+                _ => {}
+            }
+        }
         if self.queue.store == QueueStore::Redis && self.queue.redis_url.is_none() {
             return Err(ConfigError::new(
                 "queue.redis_url",
@@ -180,6 +207,28 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The pools in force: the configured ones, or the default (a `local`
+    /// ComfyUI pool when `dispatch.comfyui_url` is set, else one rehearsal pool).
+    pub fn effective_pools(&self) -> std::collections::BTreeMap<String, PoolConfig> {
+        if !self.pools.is_empty() {
+            return self.pools.clone();
+        }
+        let mut pools = std::collections::BTreeMap::new();
+        match &self.dispatch.comfyui_url {
+            Some(url) => pools.insert(
+                "local".to_string(),
+                PoolConfig {
+                    kind: PoolKind::Comfyui,
+                    url: Some(url.clone()),
+                    gpu: "unknown".into(),
+                    ..PoolConfig::rehearsal()
+                },
+            ),
+            None => pools.insert("rehearsal".to_string(), PoolConfig::rehearsal()),
+        };
+        pools
     }
 
     /// Applies `--listen` and `--data` on top of everything else.

@@ -25,6 +25,82 @@ pub struct Config {
     pub verda: VerdaConfig,
     /// `[timeouts]`
     pub timeouts: TimeoutsConfig,
+    /// `[pools.<name>]`: the GPU pools. None configured means one rehearsal
+    /// pool (or a `local` ComfyUI pool when `dispatch.comfyui_url` is set).
+    pub pools: std::collections::BTreeMap<String, PoolConfig>,
+}
+
+/// What serves a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PoolKind {
+    /// A ComfyUI server reached directly at `url`.
+    Comfyui,
+    /// A ComfyUI without a GPU, started by the host (rehearsals, demos).
+    Rehearsal,
+    /// Verda serverless containers (not built yet).
+    Verda,
+}
+
+/// `[pools.<name>]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// `comfyui`, `rehearsal` or `verda`.
+    pub kind: PoolKind,
+    /// The ComfyUI server (`comfyui` pools).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The GPU model, e.g. `H200`; the selector plugin reads it.
+    #[serde(default = "default_gpu")]
+    pub gpu: String,
+    /// `spot` or `on-demand`.
+    #[serde(default = "default_tier")]
+    pub tier: String,
+    /// Jobs in flight at most.
+    #[serde(default = "default_capacity")]
+    pub capacity: u32,
+    /// Price per GPU hour (costs).
+    #[serde(default)]
+    pub price_per_hour: f64,
+    /// Rehearsal pools: delay before the first job, in ms.
+    #[serde(default)]
+    pub cold_start_ms: u64,
+    /// Rehearsal pools: time per sampling step, in ms.
+    #[serde(default = "default_step_ms")]
+    pub step_ms: u64,
+}
+
+fn default_gpu() -> String {
+    "unknown".into()
+}
+
+fn default_tier() -> String {
+    "on-demand".into()
+}
+
+fn default_capacity() -> u32 {
+    1
+}
+
+fn default_step_ms() -> u64 {
+    200
+}
+
+impl PoolConfig {
+    /// The pool used when none is configured: a rehearsal backend.
+    pub fn rehearsal() -> Self {
+        PoolConfig {
+            kind: PoolKind::Rehearsal,
+            url: None,
+            gpu: "rehearsal".into(),
+            tier: "on-demand".into(),
+            capacity: 2,
+            price_per_hour: 0.0,
+            cold_start_ms: 2000,
+            step_ms: 200,
+        }
+    }
 }
 
 /// `[server]`: where the host listens and keeps its data.

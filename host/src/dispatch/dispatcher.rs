@@ -66,6 +66,11 @@ impl Pool {
         })
     }
 
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
     fn recent_failures(&self) -> u32 {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         failures.retain(|t| t.elapsed() < Duration::from_secs(300));

@@ -10,4 +10,5 @@ pub mod backend;
 pub mod comfyui;
 pub mod comfyui_backend;
 pub mod dispatcher;
+pub mod pools;
 pub mod rehearsal;

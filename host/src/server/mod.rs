@@ -15,6 +15,10 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::dispatch::{
+    self,
+    dispatcher::{Dispatcher, DispatcherConfig},
+};
 use crate::plugins::{Registry, shared_registry};
 use crate::queue::{self, JobStore};
 
@@ -58,15 +62,34 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let retention = std::time::Duration::from_secs(config.queue.retention_hours * 3600);
     tokio::spawn(queue::retention_loop(queue.clone(), retention));
-    // Until GPU backends are wired in, the probe cannot reach any: jobs that
-    // had reached a backend wait for it, the others are requeued.
     let host_id = format!("host-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let lease = std::time::Duration::from_secs(config.queue.lease_secs);
+    let pools = dispatch::pools::build(&config)
+        .await
+        .context("starting the GPU pools")?;
+    for pool in &pools {
+        let info = pool.backend().info();
+        tracing::info!(pool = %info.name, gpu = %info.gpu, capacity = info.capacity, "pool ready");
+    }
     tokio::spawn(queue::recovery_loop(
         queue.clone(),
-        Arc::new(queue::NoBackends),
-        host_id,
-        std::time::Duration::from_secs(config.queue.lease_secs),
+        Arc::new(dispatch::pools::PoolsProbe::new(&pools)),
+        host_id.clone(),
+        lease,
     ));
+    let dispatcher = Dispatcher::new(
+        queue.clone(),
+        plugins.clone(),
+        pools,
+        DispatcherConfig {
+            host: host_id,
+            lease,
+            job_wait: std::time::Duration::from_secs(config.timeouts.job_wait_secs),
+            tick: std::time::Duration::from_millis(250),
+            data_dir: config.server.data_dir.clone(),
+        },
+    );
+    tokio::spawn(dispatcher.run());
     let listen = config.server.listen;
     let state = AppState {
         config: Arc::new(config),
@@ -86,6 +109,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// `GET /health`: the plugin slots in use and the queue's state; 503 while
 /// the job store is unreachable (e.g. a Redis outage).
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let pools: Vec<Value> = state
+        .config
+        .effective_pools()
+        .iter()
+        .map(|(name, p)| json!({"name": name, "kind": p.kind, "gpu": p.gpu, "tier": p.tier, "capacity": p.capacity,
+            "rehearsal": p.kind == crate::config::PoolKind::Rehearsal}))
+        .collect();
     let slots: Vec<Value> = state
         .plugins
         .status()
@@ -115,6 +145,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             "version": env!("CARGO_PKG_VERSION"),
             "plugins": slots,
             "queue": queue,
+        "pools": pools,
         })),
     )
 }

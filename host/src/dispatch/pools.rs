@@ -1,0 +1,86 @@
+//! Building the configured pools, and the recovery probe that asks them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+
+use super::backend::{Backend, PoolInfo};
+use super::comfyui::client::{ClientLimits, ComfyClient};
+use super::comfyui_backend::ComfyBackend;
+use super::dispatcher::Pool;
+use super::rehearsal::{Rehearsal, RehearsalConfig};
+use crate::config::{Config, PoolConfig, PoolKind};
+use crate::queue::{BackendProbe, BackendRef};
+
+/// Starts rehearsal backends and connects to the configured pools.
+pub async fn build(config: &Config) -> anyhow::Result<Vec<Arc<Pool>>> {
+    let limits = ClientLimits {
+        request: Duration::from_secs(config.timeouts.poll_secs),
+        ..ClientLimits::default()
+    };
+    let mut pools = Vec::new();
+    for (name, pool) in config.effective_pools() {
+        let url = match pool.kind {
+            PoolKind::Comfyui => pool.url.clone().unwrap_or_default(),
+            PoolKind::Rehearsal => {
+                let rehearsal = Rehearsal::new(RehearsalConfig {
+                    cold_start: Duration::from_millis(pool.cold_start_ms),
+                    step_time: Duration::from_millis(pool.step_ms),
+                    ..RehearsalConfig::default()
+                });
+                let addr = rehearsal
+                    .serve()
+                    .await
+                    .context("starting the rehearsal backend")?;
+                tracing::warn!(pool = %name, %addr, "REHEARSAL pool: no GPU, placeholder outputs");
+                format!("http://{addr}")
+            }
+            PoolKind::Verda => {
+                anyhow::bail!("pools.{name}.kind: verda is not implemented in this version")
+            }
+        };
+        let client = ComfyClient::new(&url, limits).with_context(|| format!("pools.{name}.url"))?;
+        let info = pool_info(&name, &pool);
+        pools.push(Pool::new(Arc::new(ComfyBackend::new(info, client))));
+    }
+    Ok(pools)
+}
+
+fn pool_info(name: &str, pool: &PoolConfig) -> PoolInfo {
+    PoolInfo {
+        name: name.to_string(),
+        gpu: pool.gpu.clone(),
+        spot: pool.tier == "spot",
+        capacity: pool.capacity,
+        price_per_hour: pool.price_per_hour,
+    }
+}
+
+/// Recovery asks the pool a job was sent to whether it still has it.
+pub struct PoolsProbe(pub BTreeMap<String, Arc<dyn Backend>>);
+
+impl PoolsProbe {
+    /// A probe over `pools`.
+    pub fn new(pools: &[Arc<Pool>]) -> Self {
+        PoolsProbe(
+            pools
+                .iter()
+                .map(|p| (p.backend().info().name.clone(), p.backend().clone()))
+                .collect(),
+        )
+    }
+}
+
+#[async_trait]
+impl BackendProbe for PoolsProbe {
+    async fn knows(&self, backend: &BackendRef) -> anyhow::Result<bool> {
+        let pool = self
+            .0
+            .get(&backend.pool)
+            .with_context(|| format!("pool {:?} is not configured on this host", backend.pool))?;
+        Ok(pool.knows(&backend.job_id).await?)
+    }
+}
