@@ -8,7 +8,10 @@
 //! Modules, in the order a job meets them:
 //! - [`config`]: layered configuration (defaults, TOML, environment).
 //! - [`plugins`]: the wasmtime runtime, the plugin registry and the built-ins.
+//! - [`queue`]: the durable job queue (embedded or Redis).
+//! - [`dispatch`]: the dispatcher, the backends, the ComfyUI client.
 //! - [`server`]: the HTTP server (`comfyume serve`).
+//! - [`worker`]: the GPU-side sidecar (`comfyume worker`).
 //! - [`cli`]: the `comfyume` command line.
 
 #![deny(missing_docs)]
@@ -19,3 +22,4 @@ pub mod dispatch;
 pub mod plugins;
 pub mod queue;
 pub mod server;
+pub mod worker;

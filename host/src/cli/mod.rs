@@ -1,4 +1,4 @@
-//! The `comfyume` command line: `serve` and `plugin check`.
+//! The `comfyume` command line: `serve`, `plugin check` and `worker`.
 //!
 //! Errors leave as one line on stderr and a non-zero exit code; the full
 //! chain goes to the log at debug level.
@@ -27,6 +27,29 @@ enum Command {
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// The GPU-side sidecar that runs beside ComfyUI (see docs/worker.md).
+    Worker(WorkerArgs),
+}
+
+/// `comfyume worker`.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// Where the load balancer reaches the worker.
+    #[arg(long, default_value = "0.0.0.0:8000", env = "COMFYUME_WORKER_LISTEN")]
+    pub listen: SocketAddr,
+    /// The local ComfyUI.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8188",
+        env = "COMFYUME_WORKER_COMFYUI"
+    )]
+    pub comfyui: String,
+    /// How long one job may take, in seconds.
+    #[arg(long, default_value_t = 600, env = "COMFYUME_WORKER_JOB_WAIT_SECS")]
+    pub job_wait_secs: u64,
+    /// Largest output file, in MiB.
+    #[arg(long, default_value_t = 512, env = "COMFYUME_WORKER_MAX_OUTPUT_MIB")]
+    pub max_output_mib: usize,
 }
 
 /// `comfyume serve`.
@@ -57,6 +80,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Plugin(PluginCommand::Check(args)) => plugin::check(args),
+        Command::Worker(args) => worker(args),
     };
     match result {
         Ok(code) => code,
@@ -66,6 +90,24 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    use crate::dispatch::comfyui::client::ClientLimits;
+    let config = crate::worker::WorkerConfig {
+        comfyui_url: args.comfyui,
+        job_wait: std::time::Duration::from_secs(args.job_wait_secs),
+        client: ClientLimits {
+            max_output_bytes: args.max_output_mib << 20,
+            ..ClientLimits::default()
+        },
+        ..crate::worker::WorkerConfig::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(crate::worker::main(args.listen, config))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Logs go to stderr: text by default, JSON with `COMFYUME_LOG_FORMAT=json`;

@@ -150,7 +150,8 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     )
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
