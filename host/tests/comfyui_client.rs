@@ -37,6 +37,17 @@ fn id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// Submits the Flux2 Klein text-to-image template; returns its prompt id.
+async fn submit_flux(client: &ComfyClient) -> String {
+    let prompt_id = id();
+    let prompt = template("image_flux2_klein_text_to_image.api.json");
+    client
+        .submit(&prompt, &prompt_id, "c1", None)
+        .await
+        .unwrap();
+    prompt_id
+}
+
 const WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test]
@@ -109,16 +120,7 @@ async fn a_failing_node_is_a_failed_outcome_with_its_reason() {
         ..Default::default()
     };
     let (_r, client) = backend(config).await;
-    let prompt_id = id();
-    client
-        .submit(
-            &template("image_flux2_klein_text_to_image.api.json"),
-            &prompt_id,
-            "c1",
-            None,
-        )
-        .await
-        .unwrap();
+    let prompt_id = submit_flux(&client).await;
     let outcome = client
         .follow(&prompt_id, "c1", WAIT, |_, _| {})
         .await
@@ -137,16 +139,7 @@ async fn cancel_interrupts_a_running_prompt() {
         ..Default::default()
     };
     let (_r, client) = backend(config).await;
-    let prompt_id = id();
-    client
-        .submit(
-            &template("image_flux2_klein_text_to_image.api.json"),
-            &prompt_id,
-            "c1",
-            None,
-        )
-        .await
-        .unwrap();
+    let prompt_id = submit_flux(&client).await;
     let canceller = client.clone();
     let target = prompt_id.clone();
     let mut cancelled = false;
@@ -170,16 +163,7 @@ async fn without_a_websocket_the_client_polls_history() {
         ..Default::default()
     };
     let (_r, client) = backend(config).await;
-    let prompt_id = id();
-    client
-        .submit(
-            &template("image_flux2_klein_text_to_image.api.json"),
-            &prompt_id,
-            "c1",
-            None,
-        )
-        .await
-        .unwrap();
+    let prompt_id = submit_flux(&client).await;
     let outcome = client
         .follow(&prompt_id, "c1", WAIT, |_, _| {
             panic!("no progress without a socket")
@@ -227,16 +211,7 @@ async fn a_job_that_outlives_the_wait_is_a_deadline_error() {
         ..Default::default()
     };
     let (_r, client) = backend(config).await;
-    let prompt_id = id();
-    client
-        .submit(
-            &template("image_flux2_klein_text_to_image.api.json"),
-            &prompt_id,
-            "c1",
-            None,
-        )
-        .await
-        .unwrap();
+    let prompt_id = submit_flux(&client).await;
     let started = Instant::now();
     let error = client
         .follow(&prompt_id, "c1", Duration::from_millis(600), |_, _| {})

@@ -121,6 +121,17 @@ impl ComfyClient {
         Ok(ComfyClient { http, base, limits })
     }
 
+    async fn send(
+        &self,
+        what: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        request
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport { what, source: e })
+    }
+
     fn url(&self, path: &str) -> Url {
         self.base.join(path).unwrap_or_else(|_| self.base.clone())
     }
@@ -162,12 +173,8 @@ impl ComfyClient {
             extra_data,
         };
         let response = self
-            .http
-            .post(self.url("prompt"))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport { what, source: e })?;
+            .send(what, self.http.post(self.url("prompt")).json(&body))
+            .await?;
         if response.status() == StatusCode::BAD_REQUEST {
             let bytes = response
                 .bytes()
@@ -195,11 +202,11 @@ impl ComfyClient {
     pub async fn history(&self, prompt_id: &str) -> Result<Option<HistoryEntry>, ClientError> {
         let what = "history";
         let response = self
-            .http
-            .get(self.url(&format!("history/{prompt_id}")))
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport { what, source: e })?;
+            .send(
+                what,
+                self.http.get(self.url(&format!("history/{prompt_id}"))),
+            )
+            .await?;
         let mut all: std::collections::BTreeMap<String, HistoryEntry> =
             Self::json(what, response).await?;
         Ok(all.remove(prompt_id))
@@ -214,12 +221,11 @@ impl ComfyClient {
             .text("type", "input")
             .text("overwrite", "true");
         let response = self
-            .http
-            .post(self.url("upload/image"))
-            .multipart(form)
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport { what, source: e })?;
+            .send(
+                what,
+                self.http.post(self.url("upload/image")).multipart(form),
+            )
+            .await?;
         Self::json(what, response).await
     }
 
@@ -230,16 +236,15 @@ impl ComfyClient {
             ClientError::UnsafePath(format!("{}/{}", file.subfolder, file.filename))
         })?;
         let response = self
-            .http
-            .get(self.url("view"))
-            .query(&[
-                ("filename", file.filename.as_str()),
-                ("subfolder", file.subfolder.as_str()),
-                ("type", file.kind.as_str()),
-            ])
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport { what, source: e })?;
+            .send(
+                what,
+                self.http.get(self.url("view")).query(&[
+                    ("filename", file.filename.as_str()),
+                    ("subfolder", file.subfolder.as_str()),
+                    ("type", file.kind.as_str()),
+                ]),
+            )
+            .await?;
         if !response.status().is_success() {
             return Err(ClientError::Status {
                 what,
@@ -278,12 +283,8 @@ impl ComfyClient {
             ),
         ] {
             let response = self
-                .http
-                .post(self.url(path))
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| ClientError::Transport { what, source: e })?;
+                .send(what, self.http.post(self.url(path)).json(&body))
+                .await?;
             if !response.status().is_success() {
                 return Err(ClientError::Status {
                     what,
@@ -299,12 +300,7 @@ impl ComfyClient {
     /// `[number, prompt_id, …]`).
     pub async fn in_queue(&self, prompt_id: &str) -> Result<bool, ClientError> {
         let what = "queue";
-        let response = self
-            .http
-            .get(self.url("queue"))
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport { what, source: e })?;
+        let response = self.send(what, self.http.get(self.url("queue"))).await?;
         let queue: Value = Self::json(what, response).await?;
         Ok(["queue_running", "queue_pending"].iter().any(|list| {
             queue[*list]
@@ -319,11 +315,8 @@ impl ComfyClient {
     pub async fn object_info(&self) -> Result<Value, ClientError> {
         let what = "object_info";
         let response = self
-            .http
-            .get(self.url("object_info"))
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport { what, source: e })?;
+            .send(what, self.http.get(self.url("object_info")))
+            .await?;
         Self::json(what, response).await
     }
 
