@@ -28,7 +28,7 @@
 //! `StoreError::Unavailable` (the front answers 503); the connection
 //! manager reconnects in the background, and the event subscriber
 //! resubscribes, so the store recovers by itself when Redis is back.
-//! (`trim.lua` builds key names from the prefix, so this layout assumes a
+//! (`enqueue.lua` and `trim.lua` build key names from the prefix, so this layout assumes a
 //! single Redis, not a cluster.)
 
 mod store;

@@ -365,31 +365,37 @@ impl JobStore for RedisStore {
             return Err(StoreError::BadPromptId(new.prompt_id.clone()));
         }
         let mut conn = self.conn.clone();
-        let id: JobId = conn.incr(self.key("seq"), 1).await.map_err(unavailable)?;
-        let job = Job::new(id, &new, self.now());
+        // Id 0 until the script allocates the real one, after its checks.
+        let mut job = Job::new(0, &new, self.now());
         let answer: Value = self
             .scripts
             .enqueue
             .key(self.user_key(&job.user))
             .key(self.key(&format!("prompt:{}", job.prompt_id)))
-            .key(self.job_key(id))
-            .key(self.key(&format!("payload:{id}")))
+            .key(self.key("seq"))
             .key(self.key("queued"))
-            .key(self.key(&format!("user:{}:jobs", job.user)))
             .key(self.key("events"))
-            .arg(id)
             .arg(serde_json::to_string(&job).map_err(corrupt)?)
             .arg(queued_score(&job))
             .arg(new.payload.as_slice())
             .arg(serde_json::to_string(&event(&job)).map_err(corrupt)?)
             .arg(&job.user)
             .arg(&job.prompt_id)
+            .arg(&self.prefix)
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
         let status = status(&answer);
         match status.first().map(String::as_str) {
-            Some("ok") => Ok(job),
+            Some("ok") => {
+                job.id = status
+                    .get(1)
+                    .and_then(|id| id.parse().ok())
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("enqueue.lua answered {status:?}"))
+                    })?;
+                Ok(job)
+            }
             Some("unknown_user") => Err(StoreError::UnknownUser(new.user)),
             Some("too_many_pending") => Err(StoreError::TooManyPending {
                 user: new.user,
@@ -421,13 +427,16 @@ impl JobStore for RedisStore {
             .map(pending_summary)
             .collect();
         pending.sort_by_key(|p| p.id);
-        let running = self
+        // The active set is ordered by lease expiry; the snapshot is by id,
+        // as the embedded store gives it.
+        let mut running: Vec<_> = self
             .read_many(&active)
             .await?
             .iter()
             .filter(|j| j.state.is_active())
             .map(running_summary)
             .collect();
+        running.sort_by_key(|r| r.id);
         Ok(QueueSnapshot {
             now_ms: self.now(),
             pending,
