@@ -90,6 +90,7 @@ impl Pool {
 
     fn as_plugin(&self) -> api::Backend {
         let info = self.backend.info();
+        let recent_failures = self.recent_failures();
         api::Backend {
             name: info.name.clone(),
             gpu: info.gpu.clone(),
@@ -98,11 +99,13 @@ impl Pool {
             } else {
                 Tier::OnDemand
             },
-            healthy: self.recent_failures() < 3,
+            healthy: recent_failures < 3,
+            // A directly reached ComfyUI is up or unreachable; there is no
+            // cold replica to report until the Verda backend exists.
             warm: true,
             in_flight: self.in_flight.load(Ordering::SeqCst),
             capacity: info.capacity,
-            recent_failures: self.recent_failures(),
+            recent_failures,
             price_per_hour: info.price_per_hour,
         }
     }

@@ -75,7 +75,7 @@ impl LoadedPlugin {
         bytes: &[u8],
         limits: CallLimits,
     ) -> Result<Self, PluginError> {
-        if !wasmparser_is_component(bytes) {
+        if !is_component(bytes) {
             return Err(PluginError::NotAComponent(
                 if bytes.starts_with(b"\0asm") {
                     "this is a core WebAssembly module; build a component (wasm32-wasip2, or `wasm-tools component new`)"
@@ -306,7 +306,7 @@ impl LoadedPlugin {
 }
 
 /// True when `bytes` carry the component-model layer in their preamble.
-fn wasmparser_is_component(bytes: &[u8]) -> bool {
+fn is_component(bytes: &[u8]) -> bool {
     // Preamble: "\0asm", then a u16 version and a u16 layer; layer 1 = component.
     bytes.len() >= 8 && bytes.starts_with(b"\0asm") && bytes[6..8] == [1, 0]
 }

@@ -45,4 +45,4 @@ pub use engine::{PluginEngine, RuntimeConfig, TICK};
 pub use error::PluginError;
 pub use registry::{DecidedBy, Decision, Registry, RegistryError, Unclaimed, Validation};
 pub use sandbox::PluginState;
-pub use setup::{registry_from_config, shared as shared_registry};
+pub use setup::registry_from_config;

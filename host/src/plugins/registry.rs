@@ -115,11 +115,6 @@ impl Registry {
         }
     }
 
-    /// The engine plugins run on.
-    pub fn engine(&self) -> &Arc<PluginEngine> {
-        &self.engine
-    }
-
     /// Loads (or finds, by hash) a plugin version without activating it.
     pub fn load(
         &self,

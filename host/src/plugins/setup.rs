@@ -2,7 +2,6 @@
 //! validators active, and the scheduler and selector the config names.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -76,9 +75,4 @@ pub fn registry_from_config(config: &PluginsConfig, data_dir: &Path) -> anyhow::
         registry.activate(hash)?;
     }
     Ok(registry)
-}
-
-/// A registry as an `Arc`, the form the server shares.
-pub fn shared(config: &PluginsConfig, data_dir: &Path) -> anyhow::Result<Arc<Registry>> {
-    registry_from_config(config, data_dir).map(Arc::new)
 }

@@ -32,7 +32,7 @@ pub use job::{
     Progress, Transition, UserLimits,
 };
 pub use open::{JOURNAL_FILE, limits as store_limits, open, retention_loop};
-pub use recovery::{BackendProbe, NoBackends, RecoveryReport, recover_expired, recovery_loop};
+pub use recovery::{BackendProbe, RecoveryReport, recover_expired, recovery_loop};
 pub use redis::RedisStore;
 pub use snapshot::{PendingSummary, QueueSnapshot, RunningSummary, UserSummary};
 pub use store::{CancelOutcome, JobStore, Recovery, Requester, StoreLimits};

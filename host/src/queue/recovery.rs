@@ -87,18 +87,6 @@ pub async fn recover_expired(
     Ok(report)
 }
 
-/// The probe used while no backend is configured: it cannot answer, so jobs
-/// that reached a backend wait (never requeued blind) and jobs that had not
-/// are requeued.
-pub struct NoBackends;
-
-#[async_trait]
-impl BackendProbe for NoBackends {
-    async fn knows(&self, backend: &BackendRef) -> anyhow::Result<bool> {
-        anyhow::bail!("pool {:?} is not configured on this host", backend.pool)
-    }
-}
-
 /// Runs recovery every half lease while this host holds the dispatcher
 /// leadership (always, with the embedded store), for as long as the task
 /// runs. The first pass runs at once, so a restart recovers immediately.

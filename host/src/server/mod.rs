@@ -19,7 +19,7 @@ use crate::dispatch::{
     self,
     dispatcher::{Dispatcher, DispatcherConfig},
 };
-use crate::plugins::{Registry, shared_registry};
+use crate::plugins::{Registry, registry_from_config};
 use crate::queue::{self, JobStore};
 
 /// State shared by every request handler.
@@ -44,9 +44,11 @@ pub fn router(state: AppState) -> Router {
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let data_dir = config.server.data_dir.clone();
     let plugins_config = config.plugins.clone();
-    let plugins = tokio::task::spawn_blocking(move || shared_registry(&plugins_config, &data_dir))
-        .await
-        .context("loading plugins")??;
+    let plugins = tokio::task::spawn_blocking(move || {
+        registry_from_config(&plugins_config, &data_dir).map(Arc::new)
+    })
+    .await
+    .context("loading plugins")??;
     for slot in plugins.status() {
         tracing::info!(slot = %slot.slot, active = ?slot.active, "plugin slot ready");
     }

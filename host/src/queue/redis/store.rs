@@ -165,11 +165,27 @@ impl RedisStore {
         id: JobId,
         step: impl Fn(Job, u64) -> Result<Step, StoreError>,
     ) -> Result<Job, StoreError> {
+        self.transition_with(id, |job, now| step(job, now).map(|s| ((), Some(s))))
+            .await
+            .and_then(|((), job)| job.ok_or_else(|| t::not_found(id)))
+    }
+
+    /// [`Self::transition`] for a step that may be a no-op (`None`) and
+    /// carries a value for the caller; the job is `None` when nothing changed.
+    async fn transition_with<T>(
+        &self,
+        id: JobId,
+        step: impl Fn(Job, u64) -> Result<(T, Option<Step>), StoreError>,
+    ) -> Result<(T, Option<Job>), StoreError> {
         for _ in 0..MAX_CAS_RETRIES {
             let (version, job) = self.read(id).await?;
-            let next = step(job, self.now())?;
-            if let Some(job) = self.commit(&version, next).await? {
-                return Ok(job);
+            match step(job, self.now())? {
+                (value, None) => return Ok((value, None)),
+                (value, Some(next)) => {
+                    if let Some(job) = self.commit(&version, next).await? {
+                        return Ok((value, Some(job)));
+                    }
+                }
             }
         }
         Err(StoreError::Unavailable(format!(
@@ -522,20 +538,9 @@ impl JobStore for RedisStore {
     }
 
     async fn cancel(&self, id: JobId, by: Requester<'_>) -> Result<CancelOutcome, StoreError> {
-        for _ in 0..MAX_CAS_RETRIES {
-            let (version, job) = self.read(id).await?;
-            match t::cancel(job, by, self.now())? {
-                (outcome, None) => return Ok(outcome),
-                (outcome, Some(step)) => {
-                    if self.commit(&version, step).await?.is_some() {
-                        return Ok(outcome);
-                    }
-                }
-            }
-        }
-        Err(StoreError::Unavailable(format!(
-            "job {id} is changing too fast to cancel; try again"
-        )))
+        self.transition_with(id, |job, now| t::cancel(job, by, now))
+            .await
+            .map(|(outcome, _)| outcome)
     }
 
     async fn expired_leases(&self, now_ms: u64) -> Result<Vec<Job>, StoreError> {
