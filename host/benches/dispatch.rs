@@ -16,7 +16,8 @@ use comfyume::dispatch::backend::PoolInfo;
 use comfyume::dispatch::comfyui::client::{ClientLimits, ComfyClient};
 use comfyume::dispatch::comfyui::protocol::Outcome;
 use comfyume::dispatch::comfyui_backend::ComfyBackend;
-use comfyume::dispatch::dispatcher::{Dispatcher, DispatcherConfig, Pool};
+use comfyume::dispatch::dispatcher::{Dispatcher, DispatcherConfig};
+use comfyume::dispatch::pool::Pool;
 use comfyume::dispatch::rehearsal::{Rehearsal, RehearsalConfig};
 use comfyume::plugins::registry_from_config;
 use comfyume::queue::{
@@ -41,6 +42,8 @@ fn limits() -> ClientLimits {
         request: Duration::from_secs(10),
         poll: Duration::from_millis(20),
         max_output_bytes: 1 << 20,
+        ws_idle: Duration::from_millis(250),
+        ..ClientLimits::default()
     }
 }
 
@@ -148,6 +151,8 @@ async fn dispatched(urls: &[String]) -> Duration {
         job_wait: Duration::from_secs(60),
         tick: Duration::from_millis(20),
         data_dir: data.path().to_path_buf(),
+        max_input_bytes: 1 << 20,
+        callback_url: None,
     };
     let started = Instant::now();
     let task = tokio::spawn(Dispatcher::new(store.clone(), plugins, pools, config).run());

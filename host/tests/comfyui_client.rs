@@ -16,6 +16,8 @@ fn limits() -> ClientLimits {
         request: Duration::from_secs(2),
         poll: Duration::from_millis(50),
         max_output_bytes: 1 << 20,
+        ws_idle: Duration::from_millis(250),
+        ..ClientLimits::default()
     }
 }
 
@@ -190,7 +192,7 @@ async fn a_refused_prompt_comes_back_in_comfyuis_error_shape() {
 async fn an_upload_reaches_the_gpu_side() {
     let (rehearsal, client) = backend(RehearsalConfig::default()).await;
     let uploaded = client
-        .upload("reference.png", b"\x89PNG fake".to_vec())
+        .upload("reference.png", "", b"\x89PNG fake".to_vec())
         .await
         .unwrap();
     assert_eq!(

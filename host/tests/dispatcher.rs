@@ -12,7 +12,8 @@ use comfyume::config::PluginsConfig;
 use comfyume::dispatch::backend::PoolInfo;
 use comfyume::dispatch::comfyui::client::{ClientLimits, ComfyClient};
 use comfyume::dispatch::comfyui_backend::ComfyBackend;
-use comfyume::dispatch::dispatcher::{Dispatcher, DispatcherConfig, Pool};
+use comfyume::dispatch::dispatcher::{Dispatcher, DispatcherConfig};
+use comfyume::dispatch::pool::Pool;
 use comfyume::dispatch::rehearsal::{Rehearsal, RehearsalConfig};
 use comfyume::plugins::registry_from_config;
 use comfyume::queue::{
@@ -55,6 +56,8 @@ async fn setup(comfy_url: &str, capacity: u32, limits: StoreLimits) -> Setup {
             request: Duration::from_secs(2),
             poll: Duration::from_millis(50),
             max_output_bytes: 1 << 20,
+            ws_idle: Duration::from_millis(250),
+            ..ClientLimits::default()
         },
     )
     .unwrap();
@@ -72,6 +75,8 @@ async fn setup(comfy_url: &str, capacity: u32, limits: StoreLimits) -> Setup {
         job_wait: Duration::from_secs(20),
         tick: Duration::from_millis(50),
         data_dir: data.path().to_path_buf(),
+        max_input_bytes: 1 << 20,
+        callback_url: None,
     };
     let dispatcher = tokio::spawn(Dispatcher::new(store.clone(), plugins, pools, config).run());
     Setup {

@@ -29,6 +29,8 @@ async fn start(
             request: Duration::from_secs(2),
             poll: Duration::from_millis(50),
             max_output_bytes: 1 << 20,
+            ws_idle: Duration::from_millis(250),
+            ..ClientLimits::default()
         },
         ..WorkerConfig::default()
     })
@@ -60,8 +62,11 @@ fn request(template: &str) -> RunRequest {
         extra_data: None,
         inputs: vec![RunInput {
             name: "guide.png".into(),
+            subfolder: String::new(),
             data_base64: base64::engine::general_purpose::STANDARD.encode(b"png bytes"),
         }],
+        job_wait_secs: None,
+        callback: None,
     }
 }
 

@@ -143,6 +143,36 @@ impl Config {
                 "must be at least 1 and shorter than timeouts.job_wait_secs",
             ));
         }
+        let t = &self.timeouts;
+        for (key, value) in [
+            ("timeouts.submit_secs", t.submit_secs),
+            ("timeouts.ws_idle_secs", t.ws_idle_secs),
+            ("timeouts.download_secs", t.download_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(key, "must be at least 1"));
+            }
+        }
+        if t.ws_idle_secs >= t.job_wait_secs {
+            return Err(ConfigError::new(
+                "timeouts.ws_idle_secs",
+                "must be shorter than timeouts.job_wait_secs",
+            ));
+        }
+        if self.verda.poll_interval_ms == 0 {
+            return Err(ConfigError::new(
+                "verda.poll_interval_ms",
+                "must be at least 1",
+            ));
+        }
+        if let Some(url) = &self.dispatch.callback_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::new(
+                "dispatch.callback_url",
+                "must be an http:// or https:// URL",
+            ));
+        }
         let q = &self.queue;
         if q.lease_secs < 2 || q.lease_secs > 3600 {
             return Err(ConfigError::new(
@@ -192,10 +222,33 @@ impl Config {
                     ));
                 }
                 PoolKind::Verda => {
-                    return Err(ConfigError::new(
-                        &key("kind"),
-                        "verda pools are not implemented in this version (use comfyui or rehearsal)",
-                    ));
+                    let plain = |d: &str| {
+                        !d.is_empty()
+                            && d.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+                    };
+                    if !pool.deployment.as_deref().is_some_and(plain) {
+                        return Err(ConfigError::new(
+                            &key("deployment"),
+                            "a verda pool needs its deployment's name (letters, digits, - and _)",
+                        ));
+                    }
+                    if pool.api_key.is_none() && self.verda.api_key.is_none() {
+                        return Err(ConfigError::new(
+                            &key("api_key"),
+                            "a verda pool needs an inference key (here or in verda.api_key)",
+                        ));
+                    }
+                    let base = &self.verda.base_url;
+                    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                        .iter()
+                        .any(|p| base.starts_with(p));
+                    if !base.starts_with("https://") && !loopback {
+                        return Err(ConfigError::new(
+                            "verda.base_url",
+                            "must be https:// (plain http only on loopback, for a local fake)",
+                        ));
+                    }
                 }
                 _ => {}
             }

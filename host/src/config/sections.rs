@@ -38,7 +38,7 @@ pub enum PoolKind {
     Comfyui,
     /// A ComfyUI without a GPU, started by the host (rehearsals, demos).
     Rehearsal,
-    /// Verda serverless containers (not built yet).
+    /// Verda serverless containers running `comfyume worker`.
     Verda,
 }
 
@@ -51,6 +51,13 @@ pub struct PoolConfig {
     /// The ComfyUI server (`comfyui` pools).
     #[serde(default)]
     pub url: Option<String>,
+    /// The Verda deployment's name (`verda` pools).
+    #[serde(default)]
+    pub deployment: Option<String>,
+    /// The Verda inference key for this pool (`verda` pools; default
+    /// `verda.api_key`). Never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
     /// The GPU model, e.g. `H200`; the selector plugin reads it.
     #[serde(default = "default_gpu")]
     pub gpu: String,
@@ -93,6 +100,8 @@ impl PoolConfig {
         PoolConfig {
             kind: PoolKind::Rehearsal,
             url: None,
+            deployment: None,
+            api_key: None,
             gpu: "rehearsal".into(),
             tier: "on-demand".into(),
             capacity: 2,
@@ -229,7 +238,7 @@ pub enum InferenceMode {
 }
 
 /// `[dispatch]`: where jobs go.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DispatchConfig {
     /// `local` or `serverless` (`INFERENCE_MODE`).
@@ -238,15 +247,56 @@ pub struct DispatchConfig {
     pub active_pool: Option<String>,
     /// A directly reachable ComfyUI server (`COMFYUI_URL`).
     pub comfyui_url: Option<String>,
+    /// This host's URL as GPU workers reach it, e.g.
+    /// `https://workshop.example.com`: workers POST progress to
+    /// `<url>/internal/progress/<prompt id>` and learn of cancels there.
+    /// Unset: no live progress from Verda, and a cancelled Verda job runs
+    /// to its end on the GPU.
+    pub callback_url: Option<String>,
+    /// Largest total of input files one job sends to a GPU, in bytes.
+    pub max_input_bytes: usize,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig {
+            mode: InferenceMode::default(),
+            active_pool: None,
+            comfyui_url: None,
+            callback_url: None,
+            max_input_bytes: 64 << 20,
+        }
+    }
 }
 
 /// `[verda]`: the serverless provider.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VerdaConfig {
     /// Inference API key (`SERVERLESS_API_KEY`). Never logged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<Secret>,
+    /// The container gateway: `https://containers.datacrunch.io`.
+    pub base_url: String,
+    /// Between two status polls of a running job, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Largest stored result (outputs inline, base64), in MiB.
+    pub max_result_mib: usize,
+    /// How long a job may wait in Verda's own queue and for a cold start,
+    /// on top of `timeouts.job_wait_secs`, in seconds.
+    pub queue_grace_secs: u64,
+}
+
+impl Default for VerdaConfig {
+    fn default() -> Self {
+        VerdaConfig {
+            api_key: None,
+            base_url: "https://containers.datacrunch.io".into(),
+            poll_interval_ms: 2000,
+            max_result_mib: 1024,
+            queue_grace_secs: 120,
+        }
+    }
 }
 
 /// `[timeouts]`: each layer's limit, named so none silently caps another.
@@ -257,8 +307,13 @@ pub struct TimeoutsConfig {
     pub submit_secs: u64,
     /// Waiting for a job to finish, in seconds (live-editable by the operator).
     pub job_wait_secs: u64,
-    /// One poll of a backend's status, in seconds.
+    /// One poll of a backend's status (one HTTP request), in seconds.
     pub poll_secs: u64,
+    /// A ComfyUI websocket quiet this long is checked against `/history`
+    /// (a missed end is found within this), in seconds.
+    pub ws_idle_secs: u64,
+    /// Downloading one output file from a GPU, in seconds.
+    pub download_secs: u64,
 }
 
 impl Default for TimeoutsConfig {
@@ -267,6 +322,8 @@ impl Default for TimeoutsConfig {
             submit_secs: 300,
             job_wait_secs: 600,
             poll_secs: 10,
+            ws_idle_secs: 30,
+            download_secs: 300,
         }
     }
 }

@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::Value;
 
-use super::backend::{Backend, BackendError, PoolInfo};
+use super::backend::{Backend, BackendError, PoolInfo, Submission};
 use super::comfyui::client::{ClientError, ComfyClient};
 use super::comfyui::protocol::{FileRef, Outcome};
 
@@ -61,19 +60,29 @@ impl Backend for ComfyBackend {
         Some(prompt_id.to_string())
     }
 
-    async fn submit(
-        &self,
-        prompt_id: &str,
-        client_id: &str,
-        payload: &Value,
-    ) -> Result<String, BackendError> {
-        let prompt = payload.get("prompt").unwrap_or(payload);
-        let extra = payload.get("extra_data");
+    async fn submit(&self, job: Submission<'_>) -> Result<String, BackendError> {
+        for input in job.inputs {
+            self.client
+                .upload(&input.name, &input.subfolder, input.bytes.clone())
+                .await
+                .map_err(|e| match e {
+                    // A refused upload (bad type, too large) fails the job.
+                    ClientError::Status { status, .. } if (400..500).contains(&status) => {
+                        BackendError::Refused(format!(
+                            "the GPU's ComfyUI refused the input {:?} (HTTP {status})",
+                            input.name
+                        ))
+                    }
+                    other => classify(other),
+                })?;
+        }
+        let prompt = job.payload.get("prompt").unwrap_or(job.payload);
+        let extra = job.payload.get("extra_data");
         self.client
-            .submit(prompt, prompt_id, client_id, extra)
+            .submit(prompt, job.prompt_id, job.client_id, extra)
             .await
             .map_err(classify)?;
-        Ok(prompt_id.to_string())
+        Ok(job.prompt_id.to_string())
     }
 
     async fn wait(
@@ -89,7 +98,7 @@ impl Backend for ComfyBackend {
             .map_err(classify)
     }
 
-    async fn download(&self, file: &FileRef) -> Result<Vec<u8>, BackendError> {
+    async fn download(&self, _backend_id: &str, file: &FileRef) -> Result<Vec<u8>, BackendError> {
         self.client.download(file).await.map_err(classify)
     }
 

@@ -7,32 +7,27 @@
 //! - **Plugins decide.** The scheduler plugin picks the job from a snapshot
 //!   of the queue; the selector plugin picks the pool. If the selector says
 //!   nothing fits, the job stays queued.
-//! - **Record before run.** The job is claimed under a lease, and its
-//!   backend job id is recorded before (ComfyUI: we choose the id) or right
-//!   after (when the backend chooses it) the submit, so recovery after a
-//!   crash re-attaches instead of paying twice.
-//! - **While it runs** the lease is renewed every third of its length, and a
-//!   cancel requested by the owner or the operator stops the GPU work.
-//! - **Outcomes.** Outputs are downloaded into `<data>/users/<user>/output/`
-//!   (names checked, prefixed with the job's prompt id so jobs never
-//!   overwrite each other); a backend that is unreachable or lost the job
-//!   gets the job requeued (`attempts + 1`, flagged as lost to a reclaim on
-//!   a spot pool); a refusal or a timeout fails the job with the reason.
+//! - **One leader.** Only the host holding the dispatcher lease releases
+//!   jobs and resolves expired leases; a re-attached job (its host died
+//!   after the GPU got it) is followed here, never sent again.
+//! - Running one job is [`super::running`]; the pools' counters are
+//!   [`super::pool`].
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::Notify;
 use tracing::Instrument as _;
 
-use super::backend::{Backend, BackendError};
-use super::comfyui::protocol::Outcome;
+use super::callback::{Callbacks, Watch};
+use super::pool::Pool;
+use super::pools::PoolsProbe;
 use crate::plugins::Registry;
-use crate::plugins::api::{self, CostEstimate, Tier};
-use crate::queue::{BackendRef, Job, JobStore, Output, Progress, Requester, StoreError};
+use crate::plugins::api::{self, CostEstimate};
+use crate::queue::{Job, JobStore, Requester, StoreError};
 
 /// The dispatcher's settings.
 #[derive(Debug, Clone)]
@@ -47,76 +42,24 @@ pub struct DispatcherConfig {
     pub tick: Duration,
     /// The data folder (outputs go under `users/<user>/output`).
     pub data_dir: PathBuf,
-}
-
-/// A pool and its live counters.
-pub struct Pool {
-    backend: Arc<dyn Backend>,
-    in_flight: AtomicU32,
-    failures: Mutex<Vec<Instant>>,
-}
-
-impl Pool {
-    /// Wraps a backend.
-    pub fn new(backend: Arc<dyn Backend>) -> Arc<Self> {
-        Arc::new(Pool {
-            backend,
-            in_flight: AtomicU32::new(0),
-            failures: Mutex::new(Vec::new()),
-        })
-    }
-
-    /// The backend.
-    pub fn backend(&self) -> &Arc<dyn Backend> {
-        &self.backend
-    }
-
-    fn recent_failures(&self) -> u32 {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        failures.retain(|t| t.elapsed() < Duration::from_secs(300));
-        failures.len() as u32
-    }
-
-    fn fail(&self) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Instant::now());
-    }
-
-    fn has_room(&self) -> bool {
-        self.in_flight.load(Ordering::SeqCst) < self.backend.info().capacity
-    }
-
-    fn as_plugin(&self) -> api::Backend {
-        let info = self.backend.info();
-        let recent_failures = self.recent_failures();
-        api::Backend {
-            name: info.name.clone(),
-            gpu: info.gpu.clone(),
-            tier: if info.spot {
-                Tier::Spot
-            } else {
-                Tier::OnDemand
-            },
-            healthy: recent_failures < 3,
-            // A directly reached ComfyUI is up or unreachable; there is no
-            // cold replica to report until the Verda backend exists.
-            warm: true,
-            in_flight: self.in_flight.load(Ordering::SeqCst),
-            capacity: info.capacity,
-            recent_failures,
-            price_per_hour: info.price_per_hour,
-        }
-    }
+    /// Largest total of input files one job may send to a GPU.
+    pub max_input_bytes: usize,
+    /// This host's URL as the GPU workers reach it, for progress callbacks
+    /// (none: no callbacks).
+    pub callback_url: Option<String>,
 }
 
 /// The dispatcher.
 pub struct Dispatcher {
-    store: Arc<dyn JobStore>,
+    pub(super) store: Arc<dyn JobStore>,
     plugins: Arc<Registry>,
     pools: Vec<Arc<Pool>>,
-    config: DispatcherConfig,
+    probe: PoolsProbe,
+    pub(super) config: DispatcherConfig,
+    job_wait_ms: AtomicU64,
+    pub(super) callbacks: Arc<Callbacks>,
+    /// Callbacks opened at submit, taken by the follow that comes next.
+    pub(super) watches: Mutex<HashMap<String, Watch>>,
     wake: Notify,
 }
 
@@ -131,8 +74,12 @@ impl Dispatcher {
         Arc::new(Dispatcher {
             store,
             plugins,
+            probe: PoolsProbe::new(&pools),
             pools,
+            job_wait_ms: AtomicU64::new(config.job_wait.as_millis() as u64),
+            callbacks: Arc::new(Callbacks::new(config.callback_url.clone())),
             config,
+            watches: Mutex::new(HashMap::new()),
             wake: Notify::new(),
         })
     }
@@ -210,204 +157,92 @@ impl Dispatcher {
             }
             Err(e) => return Err(e),
         };
+        self.spawn_run(job, pool, None);
+        Ok(true)
+    }
+
+    /// Resolves expired leases (see [`crate::queue::recovery`]) and follows
+    /// every job it re-attached to, while this host leads.
+    async fn recover(self: &Arc<Self>) -> Result<(), StoreError> {
+        let now = crate::queue::system_clock().now_ms();
+        let report = crate::queue::recover_expired(
+            &*self.store,
+            &self.probe,
+            &self.config.host,
+            self.config.lease,
+            now,
+        )
+        .await?;
+        for id in report.reattached {
+            let job = self.store.get(id, Requester::Admin).await?;
+            let Some(backend) = job.backend.clone() else {
+                continue;
+            };
+            let Some(pool) = self
+                .pools
+                .iter()
+                .find(|p| p.backend().info().name == backend.pool)
+                .cloned()
+            else {
+                continue;
+            };
+            tracing::info!(job = id, pool = %backend.pool, backend_id = %backend.job_id, "following a re-attached job");
+            self.spawn_run(job, pool, Some(backend.job_id));
+        }
+        Ok(())
+    }
+
+    /// Runs recovery every half lease (the first pass at once, so a
+    /// restart recovers immediately), for as long as the task runs.
+    pub async fn recovery_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval((self.config.lease / 2).max(Duration::from_secs(1)));
+        loop {
+            tick.tick().await;
+            match self.store.lead(&self.config.host, self.config.lease).await {
+                Ok(true) => {
+                    if let Err(e) = self.recover().await {
+                        tracing::warn!(error = %e, "recovery pass failed; retrying");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot reach the queue to recover leases"),
+            }
+        }
+    }
+
+    fn spawn_run(self: &Arc<Self>, job: Job, pool: Arc<Pool>, reattached: Option<String>) {
         pool.in_flight.fetch_add(1, Ordering::SeqCst);
         let this = self.clone();
-        let span = tracing::info_span!("job", job = job.id, user = %job.user, pool = %pool.backend.info().name);
+        let span = tracing::info_span!("job", job = job.id, prompt_id = %job.prompt_id, user = %job.user, pool = %pool.backend().info().name);
         tokio::spawn(
             async move {
-                this.run_job(job, &pool).await;
+                this.run_job(job, &pool, reattached).await;
                 pool.in_flight.fetch_sub(1, Ordering::SeqCst);
                 this.wake();
             }
             .instrument(span),
         );
-        Ok(true)
     }
 
-    /// Runs one claimed job to the end and records the outcome.
-    async fn run_job(&self, job: Job, pool: &Pool) {
-        let owner = self.config.host.as_str();
-        let started = Instant::now();
-        let result = self.attempt(&job, pool).await;
-        let gpu_seconds = started.elapsed().as_secs_f64();
-        let store = &self.store;
-        let recorded = match result {
-            Ok(outputs) => store
-                .succeed(job.id, owner, outputs, gpu_seconds)
-                .await
-                .map(drop),
-            Err(Attempt::Cancelled) => store.cancelled(job.id, owner, gpu_seconds).await.map(drop),
-            Err(Attempt::Failed(reason)) => store
-                .fail(job.id, owner, &reason, gpu_seconds)
-                .await
-                .map(drop),
-            Err(Attempt::Lost(reason)) => {
-                pool.fail();
-                let spot = pool.backend.info().spot;
-                store.requeue(job.id, owner, &reason, spot).await.map(drop)
-            }
-        };
-        if let Err(e) = recorded {
-            // The lease was taken over (this host was presumed dead): the
-            // new owner follows the same backend job.
-            tracing::warn!(job = job.id, error = %e, "could not record the outcome");
-        }
+    /// The ComfyUI client id this host's jobs carry.
+    pub(super) fn client_id(&self) -> String {
+        format!("comfyume-{}", self.config.host)
     }
 
-    async fn attempt(&self, job: &Job, pool: &Pool) -> Result<Vec<Output>, Attempt> {
-        let owner = self.config.host.as_str();
-        let backend = &pool.backend;
-        let payload: Value = match self.store.payload(job.id).await {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| Attempt::Failed(format!("stored prompt unreadable: {e}")))?,
-            Err(e) => return Err(Attempt::Lost(e.to_string())),
-        };
-        let client_id = format!("comfyume-{}", self.config.host);
-        let record = |backend_id: String| BackendRef {
-            pool: backend.info().name.clone(),
-            job_id: backend_id,
-        };
-        let backend_id = match backend.chosen_id(&job.prompt_id) {
-            Some(chosen) => {
-                self.store
-                    .dispatched(job.id, owner, record(chosen.clone()))
-                    .await
-                    .map_err(lost)?;
-                backend
-                    .submit(&job.prompt_id, &client_id, &payload)
-                    .await
-                    .map_err(from_backend)?;
-                chosen
-            }
-            None => {
-                let id = backend
-                    .submit(&job.prompt_id, &client_id, &payload)
-                    .await
-                    .map_err(from_backend)?;
-                self.store
-                    .dispatched(job.id, owner, record(id.clone()))
-                    .await
-                    .map_err(lost)?;
-                id
-            }
-        };
-        self.store
-            .running(job.id, owner, None)
-            .await
-            .map_err(lost)?;
-
-        // Renew the lease and watch for a cancel while the job runs.
-        let keeper = {
-            let (store, host, lease, backend, id, backend_id) = (
-                self.store.clone(),
-                self.config.host.clone(),
-                self.config.lease,
-                backend.clone(),
-                job.id,
-                backend_id.clone(),
-            );
-            tokio::spawn(async move {
-                let mut cancelled = false;
-                loop {
-                    tokio::time::sleep(lease / 3).await;
-                    let _ = store.renew(id, &host, lease).await;
-                    let wants_cancel = store
-                        .get(id, Requester::Admin)
-                        .await
-                        .is_ok_and(|j| j.cancel_requested);
-                    if wants_cancel && !cancelled {
-                        cancelled = true;
-                        if let Err(e) = backend.cancel(&backend_id).await {
-                            tracing::warn!(job = id, error = %e, "could not stop the GPU work");
-                        }
-                    }
-                }
-            })
-        };
-        let progress_store = self.store.clone();
-        let progress_owner = self.config.host.clone();
-        let id = job.id;
-        let mut progress = move |value: u32, max: u32| {
-            let (store, owner) = (progress_store.clone(), progress_owner.clone());
-            tokio::spawn(async move {
-                let _ = store
-                    .running(id, &owner, Some(Progress { value, max }))
-                    .await;
-            });
-        };
-        let outcome = backend
-            .wait(&backend_id, &client_id, self.config.job_wait, &mut progress)
-            .await;
-        keeper.abort();
-        let cancel_requested = self
-            .store
-            .get(job.id, Requester::Admin)
-            .await
-            .is_ok_and(|j| j.cancel_requested);
-        match outcome.map_err(from_backend)? {
-            Outcome::Success(nodes) => self.store_outputs(job, backend.as_ref(), &nodes).await,
-            Outcome::Failed(_) if cancel_requested => Err(Attempt::Cancelled),
-            Outcome::Failed(reason) => Err(Attempt::Failed(reason)),
-            Outcome::Pending => Err(Attempt::Lost("the backend reported no result".into())),
-        }
+    /// How long a job may run now (the operator may change it live).
+    pub fn job_wait(&self) -> Duration {
+        Duration::from_millis(self.job_wait_ms.load(Ordering::SeqCst))
     }
 
-    /// Downloads every output into the owner's folder.
-    async fn store_outputs(
-        &self,
-        job: &Job,
-        backend: &dyn Backend,
-        nodes: &std::collections::BTreeMap<String, super::comfyui::protocol::NodeOutput>,
-    ) -> Result<Vec<Output>, Attempt> {
-        let user_dir = user_output_dir(&self.config.data_dir, &job.user).ok_or_else(|| {
-            Attempt::Failed(format!("user name {:?} cannot be a folder", job.user))
-        })?;
-        let mut outputs = Vec::new();
-        for (node, output) in nodes {
-            for (file, animated) in output.files() {
-                let Some(relative) = file.safe_path() else {
-                    return Err(Attempt::Failed(format!(
-                        "the backend named an unsafe output path {:?}",
-                        file.filename
-                    )));
-                };
-                let bytes = backend.download(file).await.map_err(from_backend)?;
-                let short = &job.prompt_id[..8.min(job.prompt_id.len())];
-                let filename = format!("{short}_{}", file.filename);
-                let folder = match relative.rsplit_once('/') {
-                    Some((sub, _)) => user_dir.join(sub),
-                    None => user_dir.clone(),
-                };
-                write_file(&folder, &filename, &bytes)
-                    .map_err(|e| Attempt::Failed(format!("storing {filename}: {e}")))?;
-                outputs.push(Output {
-                    node_id: node.clone(),
-                    filename,
-                    subfolder: file.subfolder.clone(),
-                    kind: file.kind.clone(),
-                    animated,
-                });
-            }
-        }
-        Ok(outputs)
+    /// Changes how long jobs may run; takes effect from the next job.
+    pub fn set_job_wait(&self, wait: Duration) {
+        self.job_wait_ms
+            .store(wait.as_millis() as u64, Ordering::SeqCst);
     }
-}
 
-/// How an attempt ended, when not with outputs.
-enum Attempt {
-    Cancelled,
-    Failed(String),
-    Lost(String),
-}
-
-fn lost(e: StoreError) -> Attempt {
-    Attempt::Lost(e.to_string())
-}
-
-fn from_backend(e: BackendError) -> Attempt {
-    match e {
-        BackendError::Unavailable(reason) => Attempt::Lost(reason),
-        BackendError::Refused(reason) | BackendError::TimedOut(reason) => Attempt::Failed(reason),
+    /// The callbacks workers report progress to.
+    pub fn callbacks(&self) -> &Arc<Callbacks> {
+        &self.callbacks
     }
 }
 
@@ -427,24 +262,4 @@ fn job_info(job: &Job) -> api::JobInfo {
         attempts: job.attempts,
         lost_to_reclaim: job.lost_to_reclaim,
     }
-}
-
-/// `<data>/users/<user>/output`, if the user name is a plain folder name.
-pub fn user_output_dir(data_dir: &Path, user: &str) -> Option<PathBuf> {
-    let plain = !user.is_empty()
-        && user.len() <= 64
-        && user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        && !user.starts_with('.');
-    plain.then(|| data_dir.join("users").join(user).join("output"))
-}
-
-fn write_file(folder: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    std::fs::create_dir_all(folder)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(folder)?;
-    tmp.write_all(bytes)?;
-    tmp.persist(folder.join(name)).map_err(|e| e.error)?;
-    Ok(())
 }

@@ -1,14 +1,27 @@
 //! Dispatch to the GPUs.
 //!
-//! So far: the ComfyUI wire protocol ([`comfyui::protocol`]) and a client
-//! for one ComfyUI server ([`comfyui::client`]), and the rehearsal backend
-//! ([`rehearsal`]), a ComfyUI without a GPU used by rehearsals and tests.
-//! The backends (direct ComfyUI, Verda), the `worker` sidecar and the
-//! dispatcher loop are the next parts of this module.
+//! - [`dispatcher`]: the loop that releases jobs to pools with free
+//!   capacity, as the scheduler and selector plugins decide; [`running`]
+//!   runs one job to its recorded outcome; [`pool`] keeps each pool's live
+//!   counters; [`recovery`](crate::queue::recovery) re-attaches after a crash.
+//! - [`backend`]: the one seam to a GPU pool, with two kinds:
+//!   [`comfyui_backend`] (a ComfyUI reached directly, also the rehearsal
+//!   mode) and [`verda`] (serverless containers running `comfyume worker`).
+//! - [`comfyui`]: the ComfyUI wire protocol and client; [`rehearsal`]: a
+//!   ComfyUI without a GPU and a fake Verda gateway, for rehearsals and
+//!   tests.
+//! - [`inputs`] and [`outputs`]: the files a job reads from and writes to
+//!   its owner's folder; [`callback`]: progress and cancel from a worker.
 
 pub mod backend;
+pub mod callback;
 pub mod comfyui;
 pub mod comfyui_backend;
 pub mod dispatcher;
+pub mod inputs;
+pub mod outputs;
+pub mod pool;
 pub mod pools;
 pub mod rehearsal;
+mod running;
+pub mod verda;

@@ -10,15 +10,20 @@ use async_trait::async_trait;
 use super::backend::{Backend, PoolInfo};
 use super::comfyui::client::{ClientLimits, ComfyClient};
 use super::comfyui_backend::ComfyBackend;
-use super::dispatcher::Pool;
+use super::pool::Pool;
 use super::rehearsal::{Rehearsal, RehearsalConfig};
+use super::verda::{VerdaBackend, VerdaSettings};
 use crate::config::{Config, PoolConfig, PoolKind};
 use crate::queue::{BackendProbe, BackendRef};
 
 /// Starts rehearsal backends and connects to the configured pools.
 pub async fn build(config: &Config) -> anyhow::Result<Vec<Arc<Pool>>> {
+    let t = &config.timeouts;
     let limits = ClientLimits {
-        request: Duration::from_secs(config.timeouts.poll_secs),
+        request: Duration::from_secs(t.poll_secs),
+        submit: Duration::from_secs(t.submit_secs),
+        download: Duration::from_secs(t.download_secs),
+        ws_idle: Duration::from_secs(t.ws_idle_secs),
         ..ClientLimits::default()
     };
     let mut pools = Vec::new();
@@ -39,7 +44,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Vec<Arc<Pool>>> {
                 format!("http://{addr}")
             }
             PoolKind::Verda => {
-                anyhow::bail!("pools.{name}.kind: verda is not implemented in this version")
+                pools.push(Pool::new(Arc::new(verda_backend(config, &name, &pool)?)));
+                continue;
             }
         };
         let client = ComfyClient::new(&url, limits).with_context(|| format!("pools.{name}.url"))?;
@@ -47,6 +53,28 @@ pub async fn build(config: &Config) -> anyhow::Result<Vec<Arc<Pool>>> {
         pools.push(Pool::new(Arc::new(ComfyBackend::new(info, client))));
     }
     Ok(pools)
+}
+
+fn verda_backend(config: &Config, name: &str, pool: &PoolConfig) -> anyhow::Result<VerdaBackend> {
+    let settings = VerdaSettings {
+        base_url: config.verda.base_url.clone(),
+        deployment: pool.deployment.clone().unwrap_or_default(),
+        api_key: pool
+            .api_key
+            .clone()
+            .or_else(|| config.verda.api_key.clone())
+            .with_context(|| format!("pools.{name}.api_key: no inference key"))?,
+        request: Duration::from_secs(config.timeouts.poll_secs),
+        submit: Duration::from_secs(config.timeouts.submit_secs),
+        download: Duration::from_secs(config.timeouts.download_secs),
+        poll_interval: Duration::from_millis(config.verda.poll_interval_ms),
+        max_result_bytes: config.verda.max_result_mib << 20,
+        queue_grace: Duration::from_secs(config.verda.queue_grace_secs),
+    };
+    if config.dispatch.callback_url.is_none() {
+        tracing::warn!(pool = %name, "dispatch.callback_url is not set: no live progress from Verda, and a cancelled job runs to its end on the GPU");
+    }
+    VerdaBackend::new(pool_info(name, pool), settings).with_context(|| format!("pools.{name}"))
 }
 
 fn pool_info(name: &str, pool: &PoolConfig) -> PoolInfo {

@@ -5,6 +5,8 @@
 //! listener, answers `/health`, trims old jobs,
 //! and shuts down cleanly on Ctrl-C or SIGTERM.
 
+pub mod progress;
+
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -31,12 +33,15 @@ pub struct AppState {
     pub plugins: Arc<Registry>,
     /// The durable job queue.
     pub queue: Arc<dyn JobStore>,
+    /// The dispatcher (progress callbacks, live settings).
+    pub dispatcher: Arc<Dispatcher>,
 }
 
 /// Builds the router for `state`.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .merge(progress::router(state.dispatcher.clone()))
         .with_state(state)
 }
 
@@ -73,12 +78,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let info = pool.backend().info();
         tracing::info!(pool = %info.name, gpu = %info.gpu, capacity = info.capacity, "pool ready");
     }
-    tokio::spawn(queue::recovery_loop(
-        queue.clone(),
-        Arc::new(dispatch::pools::PoolsProbe::new(&pools)),
-        host_id.clone(),
-        lease,
-    ));
     let dispatcher = Dispatcher::new(
         queue.clone(),
         plugins.clone(),
@@ -89,14 +88,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             job_wait: std::time::Duration::from_secs(config.timeouts.job_wait_secs),
             tick: std::time::Duration::from_millis(250),
             data_dir: config.server.data_dir.clone(),
+            max_input_bytes: config.dispatch.max_input_bytes,
+            callback_url: config.dispatch.callback_url.clone(),
         },
     );
-    tokio::spawn(dispatcher.run());
+    // Recovery follows the jobs it re-attaches, so it is the dispatcher's.
+    tokio::spawn(dispatcher.clone().recovery_loop());
+    tokio::spawn(dispatcher.clone().run());
     let listen = config.server.listen;
     let state = AppState {
         config: Arc::new(config),
         plugins,
         queue,
+        dispatcher,
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -15,6 +15,7 @@
 //! so the host sees the model files really present on the image.
 //! `docs/worker.md` is the contract for whoever builds the GPU image.
 
+mod callback;
 mod run;
 
 use std::net::SocketAddr;
@@ -31,7 +32,7 @@ use serde_json::json;
 
 use crate::dispatch::comfyui::client::{ClientLimits, ComfyClient};
 
-pub use run::{RunInput, RunOutput, RunRequest, RunResponse};
+pub use run::{RunCallback, RunInput, RunOutput, RunRequest, RunResponse};
 
 /// The worker's settings.
 #[derive(Debug, Clone)]

@@ -21,6 +21,9 @@ use crate::dispatch::comfyui::protocol::Outcome;
 pub struct RunInput {
     /// The name the prompt uses.
     pub name: String,
+    /// Sub folder of ComfyUI's input folder (`""` for none).
+    #[serde(default)]
+    pub subfolder: String,
     /// The bytes, base64.
     pub data_base64: String,
 }
@@ -38,6 +41,22 @@ pub struct RunRequest {
     /// Inputs to upload first.
     #[serde(default)]
     pub inputs: Vec<RunInput>,
+    /// How long the job may run, as the host counts it (the worker's own
+    /// setting applies when absent), so no layer gives up before another.
+    #[serde(default)]
+    pub job_wait_secs: Option<u64>,
+    /// Where to report progress and learn of a cancel.
+    #[serde(default)]
+    pub callback: Option<RunCallback>,
+}
+
+/// The host's progress callback for this job (see `docs/worker.md`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunCallback {
+    /// `POST` progress here.
+    pub url: String,
+    /// Sent as `Authorization: Bearer <token>`.
+    pub token: String,
 }
 
 /// One output file, inline.
@@ -144,7 +163,7 @@ pub async fn run(
                 vec![],
             );
         };
-        if let Err(e) = client.upload(&input.name, bytes).await {
+        if let Err(e) = client.upload(&input.name, &input.subfolder, bytes).await {
             return answer(
                 StatusCode::BAD_GATEWAY,
                 id,
@@ -182,10 +201,23 @@ pub async fn run(
             );
         }
     }
-    let outcome = match client
-        .follow(id, &client_id, w.config.job_wait, |_, _| {})
-        .await
-    {
+    let job_wait = req
+        .job_wait_secs
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(w.config.job_wait);
+    let reporter = req
+        .callback
+        .as_ref()
+        .map(|callback| super::callback::Reporter::start(callback.clone(), client.clone(), id));
+    let followed = client
+        .follow(id, &client_id, job_wait, |value, max| {
+            if let Some(reporter) = &reporter {
+                reporter.progress(value, max);
+            }
+        })
+        .await;
+    drop(reporter);
+    let outcome = match followed {
         Ok(outcome) => outcome,
         Err(e) => {
             return answer(

@@ -26,8 +26,15 @@ use super::protocol::{
 /// The client's limits.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientLimits {
-    /// One HTTP request.
+    /// One HTTP request (`timeouts.poll_secs`).
     pub request: Duration,
+    /// `POST /prompt` and each input upload (`timeouts.submit_secs`).
+    pub submit: Duration,
+    /// One output download (`timeouts.download_secs`).
+    pub download: Duration,
+    /// A websocket quiet this long is checked against `/history`
+    /// (`timeouts.ws_idle_secs`).
+    pub ws_idle: Duration,
     /// Between two `/history` polls when the websocket is unavailable.
     pub poll: Duration,
     /// Largest output file downloaded.
@@ -38,6 +45,9 @@ impl Default for ClientLimits {
     fn default() -> Self {
         ClientLimits {
             request: Duration::from_secs(10),
+            submit: Duration::from_secs(300),
+            download: Duration::from_secs(300),
+            ws_idle: Duration::from_secs(30),
             poll: Duration::from_secs(1),
             max_output_bytes: 512 << 20,
         }
@@ -173,7 +183,13 @@ impl ComfyClient {
             extra_data,
         };
         let response = self
-            .send(what, self.http.post(self.url("prompt")).json(&body))
+            .send(
+                what,
+                self.http
+                    .post(self.url("prompt"))
+                    .timeout(self.limits.submit)
+                    .json(&body),
+            )
             .await?;
         if response.status() == StatusCode::BAD_REQUEST {
             let bytes = response
@@ -212,18 +228,28 @@ impl ComfyClient {
         Ok(all.remove(prompt_id))
     }
 
-    /// `POST /upload/image` (multipart), for inputs the prompt references.
-    pub async fn upload(&self, name: &str, bytes: Vec<u8>) -> Result<Uploaded, ClientError> {
+    /// `POST /upload/image` (multipart), for inputs the prompt references,
+    /// into `subfolder` of ComfyUI's input folder (`""` for none).
+    pub async fn upload(
+        &self,
+        name: &str,
+        subfolder: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Uploaded, ClientError> {
         let what = "upload";
         let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_string());
         let form = reqwest::multipart::Form::new()
             .part("image", part)
             .text("type", "input")
+            .text("subfolder", subfolder.to_string())
             .text("overwrite", "true");
         let response = self
             .send(
                 what,
-                self.http.post(self.url("upload/image")).multipart(form),
+                self.http
+                    .post(self.url("upload/image"))
+                    .timeout(self.limits.submit)
+                    .multipart(form),
             )
             .await?;
         Self::json(what, response).await
@@ -238,11 +264,14 @@ impl ComfyClient {
         let response = self
             .send(
                 what,
-                self.http.get(self.url("view")).query(&[
-                    ("filename", file.filename.as_str()),
-                    ("subfolder", file.subfolder.as_str()),
-                    ("type", file.kind.as_str()),
-                ]),
+                self.http
+                    .get(self.url("view"))
+                    .timeout(self.limits.download)
+                    .query(&[
+                        ("filename", file.filename.as_str()),
+                        ("subfolder", file.subfolder.as_str()),
+                        ("type", file.kind.as_str()),
+                    ]),
             )
             .await?;
         if !response.status().is_success() {
@@ -334,19 +363,22 @@ impl ComfyClient {
         if let Ok(mut socket) = self.open_socket(client_id).await {
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
-                let message =
-                    match tokio::time::timeout(left.min(self.limits.poll * 5), socket.next()).await
-                    {
-                        Err(_) if left.is_zero() => return Err(ClientError::Deadline(job_wait)),
-                        // Quiet for a while: check the history in case we missed the end.
-                        Err(_) => match self.finished(prompt_id).await? {
-                            Some(outcome) => return Ok(outcome),
-                            None => continue,
-                        },
-                        Ok(Some(Ok(Message::Text(text)))) => text,
-                        Ok(Some(Ok(_))) => continue, // binary previews, pings
-                        Ok(Some(Err(_)) | None) => break, // dropped: poll instead
-                    };
+                let message = match tokio::time::timeout(
+                    left.min(self.limits.ws_idle),
+                    socket.next(),
+                )
+                .await
+                {
+                    Err(_) if left.is_zero() => return Err(ClientError::Deadline(job_wait)),
+                    // Quiet for a while: check the history in case we missed the end.
+                    Err(_) => match self.finished(prompt_id).await? {
+                        Some(outcome) => return Ok(outcome),
+                        None => continue,
+                    },
+                    Ok(Some(Ok(Message::Text(text)))) => text,
+                    Ok(Some(Ok(_))) => continue, // binary previews, pings
+                    Ok(Some(Err(_)) | None) => break, // dropped: poll instead
+                };
                 let Ok(message) = serde_json::from_str::<WsMessage>(&message) else {
                     continue;
                 };

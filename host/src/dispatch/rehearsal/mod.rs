@@ -13,6 +13,7 @@
 //! `rehearsal_`, and the placeholder images are a 1×1 PNG.
 
 mod run;
+pub mod verda_gateway;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;

@@ -1,0 +1,461 @@
+//! Verda (ex-DataCrunch) serverless containers running `comfyume worker`.
+//!
+//! The protocol, from Verda's container documentation: a request to
+//! `<base>/<deployment>/<path>` with `Authorization: Bearer <key>` and
+//! `Prefer: respond-async` is queued by Verda, which answers at once with
+//! `{"Id","StatusPath","ResultPath"}` (the id also as `X-Inference-Id`).
+//! `GET <base>/status/<deployment>` and `GET <base>/result/<deployment>`,
+//! each with `X-Inference-Id`, tell how it goes and give the container's
+//! answer.
+//!
+//! Why the worker: Verda's load balancer is not sticky, so ComfyUI's own
+//! `POST /prompt` then `GET /history` would reach different replicas. The
+//! worker answers **one** request (`POST /run`) with the outputs inline,
+//! which Verda stores as the result.
+//!
+//! Policy:
+//! - The inference id is Verda's choice, so it is recorded right after the
+//!   submit (see [`super::running`]); recovery asks `status` whether Verda
+//!   still knows it and re-attaches.
+//! - Polls every `poll_interval`, each bounded by `request`; up to
+//!   `MAX_POLL_ERRORS` failed polls in a row are tolerated (a blip of the
+//!   gateway), more mean the pool is unavailable and the job is requeued.
+//! - The host waits the job's wait plus `queue_grace` (time in Verda's
+//!   queue and the cold start), while the worker is told the job's wait
+//!   itself: the worker's clear "no result after" reason arrives first.
+//! - A status of failed, or a result that is not the worker's answer, means
+//!   the replica was lost (a spot reclaim): the job is requeued.
+//! - Outputs arrive inline; they are held in memory from the result to the
+//!   dispatcher's download, then forgotten. The result body is capped.
+//! - Cancel: Verda cannot address the replica, so the worker learns of a
+//!   cancel from its progress callback ([`super::callback`]).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use futures_util::StreamExt as _;
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+
+use super::backend::{Backend, BackendError, PoolInfo, Submission};
+use super::comfyui::protocol::{FileRef, NodeOutput, Outcome};
+use crate::worker::{RunCallback, RunInput, RunRequest, RunResponse};
+
+/// Failed polls in a row before the pool counts as unavailable.
+const MAX_POLL_ERRORS: u32 = 5;
+/// A replica that finished a job this recently is taken as warm (Verda
+/// keeps replicas for a while after the last request).
+const WARM_FOR: Duration = Duration::from_secs(300);
+
+/// Where and how to reach one deployment.
+#[derive(Debug, Clone)]
+pub struct VerdaSettings {
+    /// `https://containers.datacrunch.io` (a fake gateway in tests).
+    pub base_url: String,
+    /// The deployment's name.
+    pub deployment: String,
+    /// The inference API key.
+    pub api_key: crate::config::Secret,
+    /// One status poll (`timeouts.poll_secs`).
+    pub request: Duration,
+    /// Sending the job with its inputs (`timeouts.submit_secs`).
+    pub submit: Duration,
+    /// Fetching the result with the outputs (`timeouts.download_secs`).
+    pub download: Duration,
+    /// Between two status polls.
+    pub poll_interval: Duration,
+    /// Largest result body (outputs inline, base64).
+    pub max_result_bytes: usize,
+    /// Added to the job's wait for Verda's queue and a cold start
+    /// (`verda.queue_grace_secs`).
+    pub queue_grace: Duration,
+}
+
+/// The `verda` backend kind.
+pub struct VerdaBackend {
+    info: PoolInfo,
+    settings: VerdaSettings,
+    http: reqwest::Client,
+    base: Url,
+    outputs: Mutex<HashMap<String, HashMap<(String, String, String), Vec<u8>>>>,
+    last_finished: Mutex<Option<Instant>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Accepted {
+    #[serde(rename = "Id", alias = "id")]
+    id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusBody {
+    #[serde(rename = "Status", alias = "status")]
+    status: Option<String>,
+}
+
+enum Progress {
+    Pending,
+    Done,
+    Failed(String),
+}
+
+fn classify_status(status: &str) -> Progress {
+    match status.to_ascii_lowercase().as_str() {
+        "completed" | "complete" | "succeeded" | "success" | "done" | "finished" => Progress::Done,
+        s @ ("failed" | "error" | "cancelled" | "canceled" | "expired" | "timeout" | "lost") => {
+            Progress::Failed(s.to_string())
+        }
+        _ => Progress::Pending,
+    }
+}
+
+impl VerdaBackend {
+    /// A pool served by the Verda deployment `settings.deployment`.
+    pub fn new(info: PoolInfo, settings: VerdaSettings) -> anyhow::Result<Self> {
+        let mut base = Url::parse(&settings.base_url)?;
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        // Each call sets its own named timeout.
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.request)
+            .build()?;
+        Ok(VerdaBackend {
+            info,
+            settings,
+            http,
+            base,
+            outputs: Mutex::new(HashMap::new()),
+            last_finished: Mutex::new(None),
+        })
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.base.join(path).unwrap_or_else(|_| self.base.clone())
+    }
+
+    fn authed(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        request.bearer_auth(self.settings.api_key.expose())
+    }
+
+    fn unavailable(&self, what: &str, detail: impl std::fmt::Display) -> BackendError {
+        BackendError::Unavailable(format!(
+            "verda {} ({what}): {detail}",
+            self.settings.deployment
+        ))
+    }
+
+    fn http_error(&self, what: &str, status: StatusCode) -> BackendError {
+        match status.as_u16() {
+            401 | 403 => self.unavailable(
+                what,
+                format!(
+                    "Verda refused the inference key (HTTP {status}); check the pool's api_key"
+                ),
+            ),
+            413 => BackendError::Refused(format!(
+                "verda {}: the job's inputs are too large for one request (HTTP 413)",
+                self.settings.deployment
+            )),
+            _ => self.unavailable(what, format!("HTTP {status}")),
+        }
+    }
+
+    /// One status poll: `Ok(None)` when Verda does not know the id.
+    async fn status(&self, id: &str) -> Result<Option<Progress>, BackendError> {
+        let what = "status";
+        let response = self
+            .authed(
+                self.http
+                    .get(self.url(&format!("status/{}", self.settings.deployment))),
+            )
+            .header("X-Inference-Id", id)
+            .timeout(self.settings.request)
+            .send()
+            .await
+            .map_err(|e| self.unavailable(what, e))?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(self.http_error(what, response.status()));
+        }
+        let body: StatusBody = response
+            .json()
+            .await
+            .map_err(|e| self.unavailable(what, format!("unreadable answer: {e}")))?;
+        Ok(Some(classify_status(body.status.as_deref().unwrap_or(""))))
+    }
+
+    /// The stored result: the worker's answer, if it is one. A worker that
+    /// answered 502/503 could not run the job on its replica (ComfyUI down,
+    /// draining): that is a lost replica, not a failed job.
+    async fn result(&self, id: &str) -> Result<Option<RunResponse>, BackendError> {
+        let what = "result";
+        let response = self
+            .authed(
+                self.http
+                    .get(self.url(&format!("result/{}", self.settings.deployment))),
+            )
+            .header("X-Inference-Id", id)
+            .timeout(self.settings.download)
+            .send()
+            .await
+            .map_err(|e| self.unavailable(what, e))?;
+        let code = response.status();
+        let max = self.settings.max_result_bytes;
+        if response.content_length().is_some_and(|n| n as usize > max) {
+            return Err(BackendError::Refused(format!(
+                "the job's result is larger than {max} bytes"
+            )));
+        }
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.unavailable(what, e))?;
+            if body.len() + chunk.len() > max {
+                return Err(BackendError::Refused(format!(
+                    "the job's result is larger than {max} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let answer = serde_json::from_slice::<RunResponse>(&body).ok();
+        if matches!(code.as_u16(), 502 | 503) {
+            let reason = answer
+                .and_then(|a| a.reason)
+                .unwrap_or_else(|| format!("HTTP {code}"));
+            return Err(self.unavailable(
+                "result",
+                format!("the replica could not run the job: {reason}"),
+            ));
+        }
+        Ok(answer)
+    }
+
+    /// Turns the worker's answer into an outcome, keeping the files.
+    fn settle(&self, id: &str, answer: RunResponse) -> Result<Outcome, BackendError> {
+        match answer.status.as_str() {
+            "success" => {}
+            "refused" => {
+                return Err(BackendError::Refused(
+                    answer
+                        .reason
+                        .unwrap_or_else(|| "the worker refused the job".into()),
+                ));
+            }
+            _ => {
+                return Ok(Outcome::Failed(
+                    answer
+                        .reason
+                        .unwrap_or_else(|| "the job failed on the GPU".into()),
+                ));
+            }
+        }
+        let mut nodes: std::collections::BTreeMap<String, NodeOutput> = Default::default();
+        let mut files = HashMap::new();
+        for output in answer.outputs {
+            let bytes = BASE64.decode(&output.data_base64).map_err(|_| {
+                BackendError::Refused(format!("output {:?} is not base64", output.filename))
+            })?;
+            let node = nodes.entry(output.node_id).or_insert_with(|| NodeOutput {
+                images: vec![],
+                animated: vec![],
+                audio: vec![],
+                other: Default::default(),
+            });
+            node.images.push(FileRef {
+                filename: output.filename.clone(),
+                subfolder: output.subfolder.clone(),
+                kind: output.kind.clone(),
+            });
+            if output.animated && node.animated.is_empty() {
+                node.animated.push(true);
+            }
+            files.insert((output.kind, output.subfolder, output.filename), bytes);
+        }
+        self.outputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), files);
+        *self.last_finished.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        Ok(Outcome::Success(nodes))
+    }
+}
+
+#[async_trait]
+impl Backend for VerdaBackend {
+    fn info(&self) -> &PoolInfo {
+        &self.info
+    }
+
+    fn chosen_id(&self, _prompt_id: &str) -> Option<String> {
+        None
+    }
+
+    fn warm(&self) -> bool {
+        self.last_finished
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() < WARM_FOR)
+    }
+
+    async fn submit(&self, job: Submission<'_>) -> Result<String, BackendError> {
+        let what = "submit";
+        let body = RunRequest {
+            prompt_id: job.prompt_id.to_string(),
+            prompt: job.payload.get("prompt").unwrap_or(job.payload).clone(),
+            extra_data: job.payload.get("extra_data").cloned(),
+            inputs: job
+                .inputs
+                .iter()
+                .map(|i| RunInput {
+                    name: i.name.clone(),
+                    subfolder: i.subfolder.clone(),
+                    data_base64: BASE64.encode(&i.bytes),
+                })
+                .collect(),
+            job_wait_secs: Some(job.job_wait.as_secs().max(1)),
+            callback: job.callback.map(|c| RunCallback {
+                url: c.url.clone(),
+                token: c.token.clone(),
+            }),
+        };
+        let response = self
+            .authed(
+                self.http
+                    .post(self.url(&format!("{}/run", self.settings.deployment))),
+            )
+            .header("Prefer", "respond-async")
+            .timeout(self.settings.submit)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| self.unavailable(what, e))?;
+        if !response.status().is_success() {
+            return Err(self.http_error(what, response.status()));
+        }
+        let header_id = response
+            .headers()
+            .get("X-Inference-Id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let accepted: Option<Accepted> = response.json().await.ok();
+        accepted
+            .and_then(|a| a.id)
+            .or(header_id)
+            .filter(|id| !id.is_empty() && id.len() <= 200)
+            .ok_or_else(|| self.unavailable(what, "no inference id in the answer"))
+    }
+
+    async fn wait(
+        &self,
+        backend_id: &str,
+        _client_id: &str,
+        job_wait: Duration,
+        _progress: &mut (dyn FnMut(u32, u32) + Send),
+    ) -> Result<Outcome, BackendError> {
+        let deadline = Instant::now() + job_wait + self.settings.queue_grace;
+        let mut errors = 0;
+        loop {
+            match self.status(backend_id).await {
+                Ok(Some(Progress::Done)) => {
+                    return match self.result(backend_id).await? {
+                        Some(answer) => self.settle(backend_id, answer),
+                        None => Err(self.unavailable(
+                            "result",
+                            "the stored result is not the worker's answer (replica lost?)",
+                        )),
+                    };
+                }
+                Ok(Some(Progress::Failed(status))) => {
+                    // A worker that answered (even an error) is a real
+                    // outcome; anything else is a lost replica.
+                    if let Ok(Some(answer)) = self.result(backend_id).await {
+                        return self.settle(backend_id, answer);
+                    }
+                    return Err(self.unavailable(
+                        "status",
+                        format!("the inference ended {status} without an answer: replica lost"),
+                    ));
+                }
+                Ok(Some(Progress::Pending)) => errors = 0,
+                Ok(None) => {
+                    return Err(self.unavailable(
+                        "status",
+                        format!("Verda no longer knows inference {backend_id}"),
+                    ));
+                }
+                Err(e @ BackendError::Unavailable(_)) => {
+                    errors += 1;
+                    if errors >= MAX_POLL_ERRORS {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, errors, "status poll failed; retrying");
+                }
+                Err(e) => return Err(e),
+            }
+            if Instant::now() + self.settings.poll_interval > deadline {
+                return Err(BackendError::TimedOut(format!(
+                    "no result from verda {} within {} s",
+                    self.settings.deployment,
+                    (job_wait + self.settings.queue_grace).as_secs()
+                )));
+            }
+            tokio::time::sleep(self.settings.poll_interval).await;
+        }
+    }
+
+    async fn download(&self, backend_id: &str, file: &FileRef) -> Result<Vec<u8>, BackendError> {
+        let key = (
+            file.kind.clone(),
+            file.subfolder.clone(),
+            file.filename.clone(),
+        );
+        self.outputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(backend_id)
+            .and_then(|files| files.remove(&key))
+            .ok_or_else(|| {
+                BackendError::Refused(format!("output {:?} is not in the result", file.filename))
+            })
+    }
+
+    fn forget(&self, backend_id: &str) {
+        self.outputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(backend_id);
+    }
+
+    async fn cancel(&self, backend_id: &str) -> Result<(), BackendError> {
+        // Verda cannot address the replica: the worker learns of the cancel
+        // at its next progress callback.
+        tracing::debug!(backend_id, "cancel relayed through the worker's callback");
+        Ok(())
+    }
+
+    async fn knows(&self, backend_id: &str) -> Result<bool, BackendError> {
+        Ok(self.status(backend_id).await?.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_read_whatever_their_case() {
+        assert!(matches!(classify_status("Completed"), Progress::Done));
+        assert!(matches!(classify_status("SUCCEEDED"), Progress::Done));
+        assert!(matches!(classify_status("failed"), Progress::Failed(_)));
+        assert!(matches!(classify_status("Running"), Progress::Pending));
+        assert!(matches!(classify_status(""), Progress::Pending));
+    }
+}
