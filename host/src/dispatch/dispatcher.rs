@@ -429,15 +429,10 @@ fn job_info(job: &Job) -> api::JobInfo {
     }
 }
 
-/// `<data>/users/<user>/output`, if the user name is a plain folder name.
+/// `<data>/users/<user>/output`, if the user name is a plain folder name
+/// (the rule is [`crate::auth::valid_user_name`]).
 pub fn user_output_dir(data_dir: &Path, user: &str) -> Option<PathBuf> {
-    let plain = !user.is_empty()
-        && user.len() <= 64
-        && user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        && !user.starts_with('.');
-    plain.then(|| data_dir.join("users").join(user).join("output"))
+    crate::auth::valid_user_name(user).then(|| data_dir.join("users").join(user).join("output"))
 }
 
 fn write_file(folder: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
