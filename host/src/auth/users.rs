@@ -88,7 +88,7 @@ impl std::fmt::Debug for User {
 }
 
 /// The whole file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsersFile {
     /// Format version, 1.
@@ -101,6 +101,16 @@ pub struct UsersFile {
 
 fn version() -> u32 {
     VERSION
+}
+
+impl Default for UsersFile {
+    // Not derived: a new file is the current version, not version 0.
+    fn default() -> Self {
+        UsersFile {
+            version: VERSION,
+            users: Vec::new(),
+        }
+    }
 }
 
 impl UsersFile {
