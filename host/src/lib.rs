@@ -7,6 +7,7 @@
 //!
 //! Modules, in the order a job meets them:
 //! - [`config`]: layered configuration (defaults, TOML, environment).
+//! - [`auth`]: attendee logins: the users file, Basic auth, the axum layer.
 //! - [`plugins`]: the wasmtime runtime, the plugin registry and the built-ins.
 //! - [`queue`]: the durable job queue (embedded or Redis).
 //! - [`dispatch`]: the dispatcher, the backends, the ComfyUI client.
@@ -16,6 +17,7 @@
 
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dispatch;

@@ -1,5 +1,6 @@
 //! `comfyume serve` as a real process: it starts on the embedded default
-//! with no config, answers `/health`, and stops cleanly on SIGTERM.
+//! with no config, creates the first users, answers `/health`, and stops
+//! cleanly on SIGTERM.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -38,7 +39,7 @@ fn serve_starts_on_the_embedded_default_and_stops_on_sigterm() {
         // No config file: run from a folder without config/comfyume.toml.
         .current_dir(data.path())
         .env("COMFYUME_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -99,6 +100,22 @@ fn serve_starts_on_the_embedded_default_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
+
+    // First start on an empty data folder: two users, passwords shown once.
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(stdout.contains("first start: created users"), "{stdout}");
+    assert!(
+        stdout.contains("admin") && stdout.contains("attendee01"),
+        "{stdout}"
+    );
+    let users = std::fs::read_to_string(data.path().join("users.json")).unwrap();
+    assert!(users.contains("\"attendee01\"") && users.contains("$argon2id$"));
 }
 
 #[test]

@@ -1,10 +1,11 @@
-//! The `comfyume` command line: `serve`, `plugin check` and `worker`.
+//! The `comfyume` command line: `serve`, `user`, `plugin check` and `worker`.
 //!
 //! Errors leave as one line on stderr and a non-zero exit code; the full
 //! chain goes to the log at debug level.
 
 mod plugin;
 mod serve;
+mod user;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +25,9 @@ pub struct Cli {
 enum Command {
     /// Run the host: the attendee front, the queue, the dispatcher.
     Serve(ServeArgs),
+    /// Manage attendee logins (safe while serve runs).
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -79,6 +83,7 @@ pub fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::User(command) => user::run(command),
         Command::Plugin(PluginCommand::Check(args)) => plugin::check(args),
         Command::Worker(args) => worker(args),
     };

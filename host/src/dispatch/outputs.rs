@@ -13,15 +13,10 @@ use super::backend::Backend;
 use super::comfyui::protocol::NodeOutput;
 use crate::queue::{Job, Output};
 
-/// `<data>/users/<user>`, if the user name is a plain folder name.
+/// `<data>/users/<user>`, if the user name is a plain folder name (the
+/// rule is [`crate::auth::valid_user_name`]).
 pub fn user_dir(data_dir: &Path, user: &str) -> Option<PathBuf> {
-    let plain = !user.is_empty()
-        && user.len() <= 64
-        && user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        && !user.starts_with('.');
-    plain.then(|| data_dir.join("users").join(user))
+    crate::auth::valid_user_name(user).then(|| data_dir.join("users").join(user))
 }
 
 /// `<data>/users/<user>/output`, if the user name is a plain folder name.

@@ -1,21 +1,24 @@
 //! The HTTP server behind `comfyume serve`.
 //!
 //! This is the skeleton later parts plug into (the attendee front, the admin
-//! API): it builds the shared state (plugins, the job queue), binds the
-//! listener, answers `/health`, trims old jobs,
-//! and shuts down cleanly on Ctrl-C or SIGTERM.
+//! API): it builds the shared state (plugins, the job queue, the
+//! authenticator), creates the first accounts on a fresh data folder, binds
+//! the listener, answers `/health` (unauthenticated: probes have no login),
+//! trims old jobs, and shuts down cleanly on Ctrl-C or SIGTERM.
 
 pub mod progress;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use crate::auth::{self, Authenticator};
 use crate::config::Config;
 use crate::dispatch::{
     self,
@@ -35,6 +38,14 @@ pub struct AppState {
     pub queue: Arc<dyn JobStore>,
     /// The dispatcher (progress callbacks, live settings).
     pub dispatcher: Arc<Dispatcher>,
+    /// Checks attendee logins; wrap routes in [`auth::require_user`].
+    pub auth: Arc<Authenticator>,
+}
+
+impl FromRef<AppState> for Arc<Authenticator> {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
 }
 
 /// Builds the router for `state`.
@@ -47,6 +58,7 @@ pub fn router(state: AppState) -> Router {
 
 /// Starts everything and serves until a shutdown signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let auth = start_auth(&config.server.data_dir).await?;
     let data_dir = config.server.data_dir.clone();
     let plugins_config = config.plugins.clone();
     let plugins = tokio::task::spawn_blocking(move || {
@@ -101,15 +113,49 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         plugins,
         queue,
         dispatcher,
+        auth,
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     tracing::info!(address = %listen, "comfyume listening");
-    axum::serve(listener, router(state))
+    // ConnectInfo gives the auth layer the peer address for rate limiting.
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")
+}
+
+/// Creates the first accounts on a fresh data folder (printing their
+/// passwords once, on stdout, for the operator) and loads the users file.
+async fn start_auth(data_dir: &std::path::Path) -> anyhow::Result<Arc<Authenticator>> {
+    let data_dir = data_dir.to_owned();
+    // argon2 hashing is CPU work: keep it off the executor threads.
+    tokio::task::spawn_blocking(move || {
+        if let Some(created) = auth::bootstrap(&data_dir)? {
+            print_first_users(&created, &data_dir);
+        }
+        let auth = Authenticator::new(&data_dir)
+            .with_context(|| format!("loading the users of {}", data_dir.display()))?;
+        anyhow::Ok(Arc::new(auth))
+    })
+    .await
+    .context("starting the authenticator")?
+}
+
+fn print_first_users(created: &[(String, auth::Role, String)], data_dir: &std::path::Path) {
+    let file = auth::UsersFile::path(data_dir);
+    let rule = "=".repeat(72);
+    println!("{rule}");
+    println!("first start: created users (passwords shown once, write them down)");
+    for (name, role, password) in created {
+        println!("  {name:<12} {role:<10} {password}");
+    }
+    println!("stored as argon2id hashes in {}", file.display());
+    println!("more: comfyume user add --bulk 20 --prefix attendee");
+    println!("{rule}");
+    tracing::info!(users = created.len(), file = %file.display(), "first start: users created");
 }
 
 /// `GET /health`: the plugin slots in use and the queue's state; 503 while

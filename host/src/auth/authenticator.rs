@@ -1,0 +1,358 @@
+//! [`Authenticator`]: turns an `Authorization` header into an [`Identity`].
+//!
+//! Policy (see the module docs of [`crate::auth`] for the why):
+//! 1. parse Basic, else 401 without touching anything else;
+//! 2. refuse at once (429) when the client address or the name is over its
+//!    failure limit, before any hashing, so a flood cannot burn the CPU;
+//! 3. look the name up in the users file as last loaded (the file is
+//!    re-checked at most once per `reload_check`, and always on a cache miss);
+//! 4. a cache hit answers without argon2; a miss verifies on a blocking
+//!    thread, against a dummy hash for unknown names so every miss costs the
+//!    same;
+//! 5. the right password on a disabled account is 403, everything wrong 401.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordVerifier as _};
+use tracing::Instrument as _;
+
+use super::basic::{self, Credentials};
+use super::cache::CredentialCache;
+use super::limiter::Limiter;
+use super::users::{User, UsersError, UsersFile};
+use super::{AuthError, Identity, Role};
+
+/// The knobs. Production uses [`AuthSettings::default`]; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// argon2 parameters of the dummy hash unknown names are checked against;
+    /// keep them equal to the users' (argon2id defaults) so timing matches.
+    pub params: argon2::Params,
+    /// How long a verified login is remembered.
+    pub cache_ttl: Duration,
+    /// How often a cache hit re-checks the users file for changes.
+    pub reload_check: Duration,
+    /// Failed logins per client address within `failure_window`.
+    pub max_failures_per_ip: u32,
+    /// Failed logins per user name within `failure_window`.
+    pub max_failures_per_user: u32,
+    /// The sliding window the failure limits count in.
+    pub failure_window: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            params: argon2::Params::default(),
+            cache_ttl: Duration::from_secs(600),
+            reload_check: Duration::from_secs(1),
+            // A workshop's attendees often share one venue address: the
+            // per-address limit is looser than the per-name one.
+            max_failures_per_ip: 30,
+            max_failures_per_user: 10,
+            failure_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Checks logins against `<data>/users.json`. Share it as `Arc<Authenticator>`.
+pub struct Authenticator {
+    path: PathBuf,
+    settings: AuthSettings,
+    /// A hash of a random password: what unknown names are verified against.
+    dummy_hash: String,
+    state: Mutex<State>,
+    limiter: Limiter,
+    argon2_runs: AtomicU64,
+}
+
+/// What the users file said when last read, and what was verified since.
+struct State {
+    users: Arc<HashMap<String, User>>,
+    stamp: Option<Stamp>,
+    checked: Instant,
+    /// Bumped on every reload, so a verification that raced a reload does
+    /// not cache a login checked against the old file.
+    generation: u64,
+    cache: CredentialCache,
+}
+
+/// Enough of a file's metadata to notice a replacement: the rename of a new
+/// file changes the inode even when mtime and size happen to match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+/// What a cache miss needs to verify: taken under the lock, used outside.
+struct Plan {
+    hash: String,
+    user: Option<(Role, bool)>,
+    generation: u64,
+}
+
+impl Authenticator {
+    /// Reads `<data_dir>/users.json` (missing means no users yet).
+    pub fn new(data_dir: &Path) -> Result<Self, UsersError> {
+        Self::with_settings(data_dir, AuthSettings::default())
+    }
+
+    /// [`Authenticator::new`] with explicit settings.
+    pub fn with_settings(data_dir: &Path, settings: AuthSettings) -> Result<Self, UsersError> {
+        let path = UsersFile::path(data_dir);
+        let (users, stamp) = read(&path)?;
+        let dummy_hash =
+            super::users::hash_password(&super::generate_password(), &settings.params)?;
+        let limiter = Limiter::new(
+            settings.max_failures_per_ip,
+            settings.max_failures_per_user,
+            settings.failure_window,
+        );
+        Ok(Authenticator {
+            path,
+            dummy_hash,
+            state: Mutex::new(State {
+                users: Arc::new(users),
+                stamp,
+                checked: Instant::now(),
+                generation: 0,
+                cache: CredentialCache::new(settings.cache_ttl),
+            }),
+            limiter,
+            settings,
+            argon2_runs: AtomicU64::new(0),
+        })
+    }
+
+    /// Checks a request's `Authorization` header; argon2 runs on tokio's
+    /// blocking pool, never on an executor thread.
+    pub async fn verify(
+        &self,
+        header: Option<&str>,
+        client: IpAddr,
+    ) -> Result<Identity, AuthError> {
+        let creds = basic::parse(header)?;
+        let span = tracing::debug_span!("auth", user = %creds.user, %client);
+        async {
+            let plan = match self.before_argon2(&creds, client)? {
+                Ok(identity) => return Ok(identity),
+                Err(plan) => plan,
+            };
+            let (hash, password) = (plan.hash.clone(), creds.password.clone());
+            let ok = tokio::task::spawn_blocking(move || check_hash(&hash, &password))
+                .await
+                .map_err(|e| AuthError::Unavailable(format!("verification task failed: {e}")))?;
+            self.after_argon2(&creds, client, plan, ok)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// [`Authenticator::verify`] on the calling thread (command line, benches).
+    pub fn verify_blocking(
+        &self,
+        header: Option<&str>,
+        client: IpAddr,
+    ) -> Result<Identity, AuthError> {
+        let creds = basic::parse(header)?;
+        let plan = match self.before_argon2(&creds, client)? {
+            Ok(identity) => return Ok(identity),
+            Err(plan) => plan,
+        };
+        let ok = check_hash(&plan.hash, &creds.password);
+        self.after_argon2(&creds, client, plan, ok)
+    }
+
+    /// Full argon2 verifications so far (cache misses), for tests and metrics.
+    pub fn argon2_verifications(&self) -> u64 {
+        self.argon2_runs.load(Ordering::Relaxed)
+    }
+
+    /// Forgets every cached login (e.g. after an admin reset a password
+    /// through the API rather than the file).
+    pub fn clear_cache(&self) {
+        self.lock().cache.clear();
+    }
+
+    /// Steps 2–4: `Ok(Ok(identity))` on a cache hit, `Ok(Err(plan))` when
+    /// argon2 must run.
+    fn before_argon2(
+        &self,
+        creds: &Credentials,
+        client: IpAddr,
+    ) -> Result<Result<Identity, Plan>, AuthError> {
+        let now = Instant::now();
+        self.limiter
+            .check(client, &creds.user, now)
+            .map_err(|retry_after_secs| AuthError::RateLimited { retry_after_secs })?;
+        self.refresh(false)?;
+        {
+            let state = self.lock();
+            let tag = state.cache.tag(&creds.user, &creds.password);
+            if let Some(user) = state.users.get(&creds.user)
+                && state.cache.hit(&creds.user, &tag, now)
+            {
+                return self
+                    .admit(user.name.clone(), user.role, user.disabled)
+                    .map(Ok);
+            }
+        }
+        // A miss may be the first request after `comfyume user passwd`:
+        // look at the file now rather than up to `reload_check` later.
+        self.refresh(true)?;
+        let state = self.lock();
+        let plan = match state.users.get(&creds.user) {
+            Some(user) => Plan {
+                hash: user.hash.clone(),
+                user: Some((user.role, user.disabled)),
+                generation: state.generation,
+            },
+            None => Plan {
+                hash: self.dummy_hash.clone(),
+                user: None,
+                generation: state.generation,
+            },
+        };
+        Ok(Err(plan))
+    }
+
+    /// Step 5, after argon2 said `ok`.
+    fn after_argon2(
+        &self,
+        creds: &Credentials,
+        client: IpAddr,
+        plan: Plan,
+        ok: bool,
+    ) -> Result<Identity, AuthError> {
+        self.argon2_runs.fetch_add(1, Ordering::Relaxed);
+        match plan.user {
+            Some((role, disabled)) if ok => {
+                if !disabled {
+                    let mut state = self.lock();
+                    if state.generation == plan.generation {
+                        let tag = state.cache.tag(&creds.user, &creds.password);
+                        state.cache.insert(&creds.user, tag, Instant::now());
+                    }
+                }
+                self.admit(creds.user.clone(), role, disabled)
+            }
+            _ => {
+                self.limiter
+                    .record_failure(client, &creds.user, Instant::now());
+                tracing::info!(user = %creds.user, %client, "login failed");
+                Err(AuthError::InvalidCredentials)
+            }
+        }
+    }
+
+    fn admit(&self, name: String, role: Role, disabled: bool) -> Result<Identity, AuthError> {
+        if disabled {
+            tracing::info!(user = %name, "login refused: account disabled");
+            return Err(AuthError::Disabled(name));
+        }
+        Ok(Identity { name, role })
+    }
+
+    /// Reloads the users file if it changed; `force` skips the rate limit on
+    /// checking. A file that fails to parse (say, a hand edit in progress)
+    /// keeps the previous accounts and is retried on the next check.
+    fn refresh(&self, force: bool) -> Result<(), AuthError> {
+        {
+            let mut state = self.lock();
+            if !force && state.checked.elapsed() < self.settings.reload_check {
+                return Ok(());
+            }
+            state.checked = Instant::now();
+        }
+        // One stat: microseconds, so fine on an executor thread; the read
+        // below happens only when the file really changed.
+        let current = stamp(&self.path).map_err(|e| {
+            AuthError::Unavailable(format!("cannot read {}: {e}", self.path.display()))
+        })?;
+        if current == self.lock().stamp {
+            return Ok(());
+        }
+        match read(&self.path) {
+            Ok((users, stamp)) => {
+                let mut state = self.lock();
+                state.users = Arc::new(users);
+                state.stamp = stamp;
+                state.generation += 1;
+                state.cache.clear();
+                tracing::info!(users = state.users.len(), "users file reloaded");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "users file changed but cannot be read; keeping the previous accounts");
+            }
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing in State can be left half-updated by a panic.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Reads the file and its stamp from the same open handle, so the stamp
+/// describes exactly the contents read.
+fn read(path: &Path) -> Result<(HashMap<String, User>, Option<Stamp>), UsersError> {
+    use std::io::Read as _;
+    let io = |source| UsersError::Io {
+        action: "reading",
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((HashMap::new(), None)),
+        Err(e) => return Err(io(e)),
+    };
+    let meta = file.metadata().map_err(io)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io)?;
+    let users = UsersFile::parse(path, &bytes)?
+        .users
+        .into_iter()
+        .map(|u| (u.name.clone(), u))
+        .collect();
+    Ok((users, Some(stamp_of(&meta))))
+}
+
+fn stamp(path: &Path) -> std::io::Result<Option<Stamp>> {
+    match std::fs::metadata(path) {
+        Ok(meta) => Ok(Some(stamp_of(&meta))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn stamp_of(meta: &std::fs::Metadata) -> Stamp {
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Stamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+        inode,
+    }
+}
+
+/// The one argon2 call. A hash that does not parse (a hand-edited file)
+/// simply never matches.
+fn check_hash(hash: &str, password: &str) -> bool {
+    match PasswordHash::new(hash) {
+        Ok(parsed) => argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
