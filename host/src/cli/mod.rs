@@ -1,8 +1,10 @@
-//! The `comfyume` command line: `serve`, `plugin check` and `worker`.
+//! The `comfyume` command line: `serve`, `frontend install`, `plugin check`
+//! and `worker`.
 //!
 //! Errors leave as one line on stderr and a non-zero exit code; the full
 //! chain goes to the log at debug level.
 
+mod frontend;
 mod plugin;
 mod serve;
 
@@ -24,6 +26,9 @@ pub struct Cli {
 enum Command {
     /// Run the host: the attendee front, the queue, the dispatcher.
     Serve(ServeArgs),
+    /// Install the ComfyUI editor's files (see docs/operators.md, Frontend).
+    #[command(subcommand)]
+    Frontend(FrontendCommand),
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -67,6 +72,13 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Subcommand)]
+enum FrontendCommand {
+    /// Download the pinned comfyui-frontend-package wheel, check its sha256
+    /// and extract the editor into <data>/frontend/<version>/.
+    Install(frontend::InstallArgs),
+}
+
+#[derive(Debug, Subcommand)]
 enum PluginCommand {
     /// Load a plugin, print its describe() and conformance report as JSON,
     /// exit non-zero with one line on stderr if anything fails.
@@ -77,8 +89,10 @@ enum PluginCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    crate::tls::install_provider();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Frontend(FrontendCommand::Install(args)) => frontend::install(args),
         Command::Plugin(PluginCommand::Check(args)) => plugin::check(args),
         Command::Worker(args) => worker(args),
     };

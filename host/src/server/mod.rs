@@ -1,9 +1,10 @@
 //! The HTTP server behind `comfyume serve`.
 //!
 //! This is the skeleton later parts plug into (the attendee front, the admin
-//! API): it builds the shared state (plugins, the job queue), binds the
-//! listener, answers `/health`, trims old jobs,
-//! and shuts down cleanly on Ctrl-C or SIGTERM.
+//! API): it builds the shared state (plugins, the job queue), installs the
+//! editor's files on first start, binds the listener, answers `/health`,
+//! serves the editor for every other path, trims old jobs, and shuts down
+//! cleanly on Ctrl-C or SIGTERM.
 
 use std::sync::Arc;
 
@@ -92,6 +93,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
     );
     tokio::spawn(dispatcher.run());
+    let front = front_router(&config).await;
     let listen = config.server.listen;
     let state = AppState {
         config: Arc::new(config),
@@ -102,10 +104,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {listen}"))?;
     tracing::info!(address = %listen, "comfyume listening");
-    axum::serve(listener, router(state))
+    // The editor's files answer whatever no route claims.
+    axum::serve(listener, router(state).fallback_service(front))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")
+}
+
+/// The editor's static files, installed first if missing and allowed; when
+/// that fails (an offline machine) the host still starts and every unrouted
+/// path answers a 503 page saying how to install them.
+async fn front_router(config: &Config) -> Router {
+    use crate::front::assets;
+    match assets::ensure_installed(&config.frontend, &config.server.data_dir).await {
+        Ok(dir) => {
+            tracing::info!(path = %dir.display(), version = %config.frontend.version, "serving the frontend");
+            assets::router(dir)
+        }
+        Err(error) => {
+            tracing::warn!(
+                error = %format!("{error:#}"),
+                "the ComfyUI editor is not available (attendees get a 503 page); \
+                 run `comfyume frontend install` and restart"
+            );
+            assets::unavailable_router()
+        }
+    }
 }
 
 /// `GET /health`: the plugin slots in use and the queue's state; 503 while
