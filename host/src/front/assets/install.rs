@@ -246,13 +246,21 @@ async fn resolve(
         .send()
         .await
         .map_err(|e| index_error(error_chain(&e)))?;
-    if !response.status().is_success() {
+    let (api_url, release) = if response.status() == reqwest::StatusCode::NOT_FOUND {
+        // Some mirrors only have the project document (`/pypi/<name>/json`,
+        // every release under `releases`): try it before giving up.
+        project_release(client, index_url, version)
+            .await
+            .ok_or_else(|| index_error("HTTP 404 Not Found".into()))?
+    } else if !response.status().is_success() {
         return Err(index_error(format!("HTTP {}", response.status())));
-    }
-    let release: Release = response
-        .json()
-        .await
-        .map_err(|e| index_error(error_chain(&e)))?;
+    } else {
+        let release: Release = response
+            .json()
+            .await
+            .map_err(|e| index_error(error_chain(&e)))?;
+        (api_url, release)
+    };
     let wanted = want.map_or_else(|| "py3-none-any wheel".to_string(), str::to_string);
     let file = release
         .urls
@@ -276,6 +284,25 @@ async fn resolve(
         size: file.size,
         sha256: file.digests.sha256,
     })
+}
+
+/// `version`'s files from the project document, with that document's URL
+/// (wheel URLs may be relative to it).
+async fn project_release(
+    client: &reqwest::Client,
+    index_url: &str,
+    version: &str,
+) -> Option<(reqwest::Url, Release)> {
+    #[derive(Deserialize)]
+    struct Project {
+        releases: std::collections::HashMap<String, Vec<ReleaseFile>>,
+    }
+    let url = format!("{}/pypi/{PACKAGE}/json", index_url.trim_end_matches('/'));
+    let url = reqwest::Url::parse(&url).ok()?;
+    let response = client.get(url.clone()).send().await.ok()?;
+    let mut project: Project = response.error_for_status().ok()?.json().await.ok()?;
+    let urls = project.releases.remove(version)?;
+    Some((url, Release { urls }))
 }
 
 /// Streams the wheel to `part`, hashing as it goes. Returns (sha256, bytes).
