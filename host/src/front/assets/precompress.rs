@@ -61,7 +61,7 @@ pub(super) fn all(files: &[PathBuf], progress: bool) -> Result<Packed, FrontendE
         .filter(|(len, _)| *len >= MIN_BYTES)
         .collect();
     // Largest first, so one big bundle does not run alone at the end.
-    work.sort_by(|a, b| b.0.cmp(&a.0));
+    work.sort_by_key(|w| std::cmp::Reverse(w.0));
     let bar = super::install::bar(progress, Some(work.len() as u64), "compressing");
     let next = AtomicUsize::new(0);
     let total = Mutex::new(Packed::default());
