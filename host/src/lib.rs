@@ -11,9 +11,11 @@
 //! - [`plugins`]: the wasmtime runtime, the plugin registry and the built-ins.
 //! - [`queue`]: the durable job queue (embedded or Redis).
 //! - [`dispatch`]: the dispatcher, the backends, the ComfyUI client.
+//! - [`front`]: the attendee front (the editor's static files, …).
 //! - [`server`]: the HTTP server (`comfyume serve`).
 //! - [`worker`]: the GPU-side sidecar (`comfyume worker`).
 //! - [`cli`]: the `comfyume` command line.
+//! - [`tls`]: the TLS provider every outgoing HTTPS client needs.
 
 #![deny(missing_docs)]
 
@@ -21,7 +23,9 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
+pub mod front;
 pub mod plugins;
 pub mod queue;
 pub mod server;
+pub mod tls;
 pub mod worker;

@@ -85,6 +85,7 @@ async fn serve(auth: Arc<Authenticator>) -> SocketAddr {
 /// A client whose connections come from `source` (any 127/8 address works
 /// on loopback), so tests can play several clients.
 fn client_from(source: [u8; 4]) -> reqwest::Client {
+    comfyume::tls::install_provider();
     reqwest::Client::builder()
         .local_address(IpAddr::from(source))
         .build()

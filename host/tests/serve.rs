@@ -39,6 +39,8 @@ fn serve_starts_on_the_embedded_default_and_stops_on_sigterm() {
         // No config file: run from a folder without config/comfyume.toml.
         .current_dir(data.path())
         .env("COMFYUME_LOG", "warn")
+        // Tests never reach the internet: no frontend install on first start.
+        .env("COMFYUME_FRONTEND__AUTO_INSTALL", "false")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -78,6 +80,11 @@ fn serve_starts_on_the_embedded_default_and_stops_on_sigterm() {
         data.path().join("plugin-cache").is_dir(),
         "compiled plugins are cached in --data"
     );
+    // No frontend installed and auto-install off: the editor's paths say
+    // how to install it, and the host runs anyway.
+    let (status, body) = get(port, "/").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("comfyume frontend install"), "{body}");
 
     // SIGTERM: a clean exit.
     let pid = child.id().to_string();

@@ -78,6 +78,7 @@ async fn health(http: &reqwest::Client, url: &str) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_request_runs_a_job_and_returns_its_outputs() {
     let (comfy, _worker, url, _stop, _task) = start(RehearsalConfig::default()).await;
+    comfyume::tls::install_provider();
     let http = reqwest::Client::new();
     assert_eq!(
         health(&http, &url).await,
@@ -119,6 +120,7 @@ async fn a_failing_prompt_and_a_bad_request_are_answered_not_dropped() {
         ..Default::default()
     };
     let (_comfy, _worker, url, _stop, _task) = start(config).await;
+    comfyume::tls::install_provider();
     let http = reqwest::Client::new();
     let answer: RunResponse = http
         .post(format!("{url}/run"))
@@ -153,6 +155,7 @@ async fn shutdown_drains_the_job_in_flight_then_stops() {
         ..Default::default()
     };
     let (_comfy, worker, url, stop, task) = start(slow).await;
+    comfyume::tls::install_provider();
     let http = reqwest::Client::new();
     let job = {
         let (http, url) = (http.clone(), url.clone());

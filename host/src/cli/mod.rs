@@ -1,8 +1,10 @@
-//! The `comfyume` command line: `serve`, `user`, `plugin check` and `worker`.
+//! The `comfyume` command line: `serve`, `user`, `frontend install`,
+//! `plugin check` and `worker`.
 //!
 //! Errors leave as one line on stderr and a non-zero exit code; the full
 //! chain goes to the log at debug level.
 
+mod frontend;
 mod plugin;
 mod serve;
 mod user;
@@ -28,6 +30,9 @@ enum Command {
     /// Manage attendee logins (safe while serve runs).
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Install the ComfyUI editor's files (see docs/operators.md, Frontend).
+    #[command(subcommand)]
+    Frontend(FrontendCommand),
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -71,6 +76,13 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Subcommand)]
+enum FrontendCommand {
+    /// Download the pinned comfyui-frontend-package wheel, check its sha256
+    /// and extract the editor into <data>/frontend/<version>/.
+    Install(frontend::InstallArgs),
+}
+
+#[derive(Debug, Subcommand)]
 enum PluginCommand {
     /// Load a plugin, print its describe() and conformance report as JSON,
     /// exit non-zero with one line on stderr if anything fails.
@@ -81,9 +93,11 @@ enum PluginCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    crate::tls::install_provider();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::User(command) => user::run(command),
+        Command::Frontend(FrontendCommand::Install(args)) => frontend::install(args),
         Command::Plugin(PluginCommand::Check(args)) => plugin::check(args),
         Command::Worker(args) => worker(args),
     };

@@ -47,8 +47,12 @@ pub(super) fn prefixed(env: &[(String, String)]) -> Vec<EnvVar> {
             }
             let key = rest.to_ascii_lowercase().replace("__", ".");
             // Free-text keys stay strings even when they look like numbers.
-            let string =
-                key.ends_with("api_key") || key.ends_with("_url") || key.ends_with("password");
+            // (`1.60` must stay the version "1.60", not the number 1.6.)
+            let string = key.ends_with("api_key")
+                || key.ends_with("_url")
+                || key.ends_with("password")
+                || key.ends_with("version")
+                || key.ends_with("sha256");
             Some(EnvVar {
                 var: var.clone(),
                 key,

@@ -253,6 +253,7 @@ impl Config {
                 _ => {}
             }
         }
+        self.frontend.validate()?;
         if self.queue.store == QueueStore::Redis && self.queue.redis_url.is_none() {
             return Err(ConfigError::new(
                 "queue.redis_url",
@@ -297,6 +298,38 @@ impl Config {
             self.server.data_dir = data;
         }
         self
+    }
+}
+
+impl FrontendConfig {
+    /// The version becomes a folder name under the data folder, so it must be
+    /// a plain version string; the rest must be usable as written.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let v = &self.version;
+        let plain = v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-' | '_'));
+        if v.is_empty() || v.len() > 64 || !plain || v.starts_with('.') {
+            return Err(ConfigError::new(
+                "frontend.version",
+                "must be a version such as \"1.58.1\" (letters, digits, . + - _)",
+            ));
+        }
+        if let Some(sha) = &self.sha256
+            && (sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            return Err(ConfigError::new(
+                "frontend.sha256",
+                "must be 64 hexadecimal digits",
+            ));
+        }
+        if !(self.index_url.starts_with("https://") || self.index_url.starts_with("http://")) {
+            return Err(ConfigError::new(
+                "frontend.index_url",
+                "must be an http(s) URL",
+            ));
+        }
+        Ok(())
     }
 }
 

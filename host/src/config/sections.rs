@@ -25,6 +25,8 @@ pub struct Config {
     pub verda: VerdaConfig,
     /// `[timeouts]`
     pub timeouts: TimeoutsConfig,
+    /// `[frontend]`
+    pub frontend: FrontendConfig,
     /// `[pools.<name>]`: the GPU pools. None configured means one rehearsal
     /// pool (or a `local` ComfyUI pool when `dispatch.comfyui_url` is set).
     pub pools: std::collections::BTreeMap<String, PoolConfig>,
@@ -324,6 +326,34 @@ impl Default for TimeoutsConfig {
             poll_secs: 10,
             ws_idle_secs: 30,
             download_secs: 300,
+        }
+    }
+}
+
+/// `[frontend]`: the ComfyUI editor's static files, installed from a
+/// `comfyui-frontend-package` wheel (see `front::assets`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FrontendConfig {
+    /// The package version. The default is the pinned one, whose sha256 is
+    /// in the code; any other version takes its sha256 from `sha256` or,
+    /// failing that, from the index.
+    pub version: String,
+    /// The wheel's expected sha256 (hex), overriding the pin or the index.
+    pub sha256: Option<String>,
+    /// A PyPI-compatible index with the JSON API (`/pypi/<name>/<version>/json`).
+    pub index_url: String,
+    /// `comfyume serve` installs the frontend on first start when missing.
+    pub auto_install: bool,
+}
+
+impl Default for FrontendConfig {
+    fn default() -> Self {
+        FrontendConfig {
+            version: crate::front::assets::PINNED.version.into(),
+            sha256: None,
+            index_url: "https://pypi.org".into(),
+            auto_install: true,
         }
     }
 }

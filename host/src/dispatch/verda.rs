@@ -121,6 +121,7 @@ impl VerdaBackend {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
+        crate::tls::install_provider();
         // Each call sets its own named timeout.
         let http = reqwest::Client::builder()
             .connect_timeout(settings.request)

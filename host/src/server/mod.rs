@@ -2,9 +2,11 @@
 //!
 //! This is the skeleton later parts plug into (the attendee front, the admin
 //! API): it builds the shared state (plugins, the job queue, the
-//! authenticator), creates the first accounts on a fresh data folder, binds
-//! the listener, answers `/health` (unauthenticated: probes have no login),
-//! trims old jobs, and shuts down cleanly on Ctrl-C or SIGTERM.
+//! authenticator), creates the first accounts on a fresh data folder,
+//! installs the editor's files on first start, binds the listener, answers
+//! `/health` (unauthenticated: probes have no login), serves the editor for
+//! every other path, trims old jobs, and shuts down cleanly on Ctrl-C or
+//! SIGTERM.
 
 pub mod progress;
 
@@ -107,6 +109,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Recovery follows the jobs it re-attaches, so it is the dispatcher's.
     tokio::spawn(dispatcher.clone().recovery_loop());
     tokio::spawn(dispatcher.clone().run());
+    let front = front_router(&config).await;
     let listen = config.server.listen;
     let state = AppState {
         config: Arc::new(config),
@@ -119,8 +122,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {listen}"))?;
     tracing::info!(address = %listen, "comfyume listening");
-    // ConnectInfo gives the auth layer the peer address for rate limiting.
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    // The editor's files answer whatever no route claims; ConnectInfo gives
+    // the auth layer the peer address for rate limiting.
+    let app = router(state)
+        .fallback_service(front)
+        .into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
@@ -156,6 +162,27 @@ fn print_first_users(created: &[(String, auth::Role, String)], data_dir: &std::p
     println!("more: comfyume user add --bulk 20 --prefix attendee");
     println!("{rule}");
     tracing::info!(users = created.len(), file = %file.display(), "first start: users created");
+}
+
+/// The editor's static files, installed first if missing and allowed; when
+/// that fails (an offline machine) the host still starts and every unrouted
+/// path answers a 503 page saying how to install them.
+async fn front_router(config: &Config) -> Router {
+    use crate::front::assets;
+    match assets::ensure_installed(&config.frontend, &config.server.data_dir).await {
+        Ok(dir) => {
+            tracing::info!(path = %dir.display(), version = %config.frontend.version, "serving the frontend");
+            assets::router(dir)
+        }
+        Err(error) => {
+            tracing::warn!(
+                error = %format!("{error:#}"),
+                "the ComfyUI editor is not available (attendees get a 503 page); \
+                 run `comfyume frontend install` and restart"
+            );
+            assets::unavailable_router()
+        }
+    }
 }
 
 /// `GET /health`: the plugin slots in use and the queue's state; 503 while

@@ -34,6 +34,7 @@ impl Reporter {
         let (steps, mut changed) = watch::channel((0u32, 0u32));
         let prompt_id = prompt_id.to_string();
         let task = tokio::spawn(async move {
+            crate::tls::install_provider();
             let http = match reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()

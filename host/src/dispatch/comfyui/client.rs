@@ -120,6 +120,7 @@ impl ComfyClient {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
+        crate::tls::install_provider();
         let http = reqwest::Client::builder()
             .timeout(limits.request)
             .connect_timeout(limits.request)

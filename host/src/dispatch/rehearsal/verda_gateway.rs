@@ -87,6 +87,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl FakeVerda {
     /// A gateway for `deployment` over the worker replicas at `replicas`.
     pub fn new(deployment: &str, api_key: &str, replicas: Vec<String>) -> Arc<Self> {
+        crate::tls::install_provider();
         Arc::new(FakeVerda {
             deployment: deployment.to_string(),
             api_key: api_key.to_string(),
