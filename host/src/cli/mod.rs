@@ -1,9 +1,11 @@
-//! The `comfyume` command line: `serve`, `plugin check` and `worker`.
+//! The `comfyume` command line: `serve`, `plugin check`, `plugin new` and
+//! `worker`.
 //!
 //! Errors leave as one line on stderr and a non-zero exit code; the full
 //! chain goes to the log at debug level.
 
 mod plugin;
+pub mod plugin_new;
 mod serve;
 
 use std::net::SocketAddr;
@@ -71,6 +73,10 @@ enum PluginCommand {
     /// Load a plugin, print its describe() and conformance report as JSON,
     /// exit non-zero with one line on stderr if anything fails.
     Check(plugin::CheckArgs),
+    /// Write a ready-to-build plugin skeleton (Rust, Python or JavaScript)
+    /// with the host's WIT files, a minimal implementation, a build script
+    /// and a README.
+    New(plugin_new::NewArgs),
 }
 
 /// Parses the command line, runs the command, maps errors to exit codes.
@@ -80,6 +86,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Plugin(PluginCommand::Check(args)) => plugin::check(args),
+        Command::Plugin(PluginCommand::New(args)) => plugin_new::new(args),
         Command::Worker(args) => worker(args),
     };
     match result {
