@@ -287,7 +287,9 @@ fn c_toolchain_missing() -> Option<&'static str> {
     if !has("clang-14") && !has("clang") {
         return Some("clang not found (apt-get install clang-14 lld-14)");
     }
-    if !Path::new("/usr/share/wasi-sysroot").exists() {
+    if !Path::new("/usr/lib/wasm32-wasi/libc.a").exists()
+        && !Path::new("/usr/share/wasi-sysroot").exists()
+    {
         return Some("the WASI sysroot is missing (apt-get install wasi-libc)");
     }
     if !has("wit-bindgen") {
