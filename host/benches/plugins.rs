@@ -145,9 +145,15 @@ fn languages(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("language");
     for (example, builtin_name) in EXAMPLES {
-        let file = root.join("examples/plugins").join(example).join("plugin.wasm");
+        let file = root
+            .join("examples/plugins")
+            .join(example)
+            .join("plugin.wasm");
         let Ok(bytes) = std::fs::read(&file) else {
-            eprintln!("language/{example}: skipped, {} is not built", file.display());
+            eprintln!(
+                "language/{example}: skipped, {} is not built",
+                file.display()
+            );
             continue;
         };
         let started = Instant::now();

@@ -234,7 +234,9 @@ fn same_decisions(plugin: &LoadedPlugin, builtin: &LoadedPlugin) -> usize {
 #[test]
 fn python_fair_share_decides_like_the_builtin() {
     if !has("componentize-py") {
-        eprintln!("SKIPPED python example: componentize-py not found (pip install componentize-py==0.25.1)");
+        eprintln!(
+            "SKIPPED python example: componentize-py not found (pip install componentize-py==0.25.1)"
+        );
         return;
     }
     let bytes = build("python-fair-share");
@@ -244,13 +246,21 @@ fn python_fair_share_decides_like_the_builtin() {
     assert_eq!(plugin.info().name, "python-fair-share");
     // `plugin check` compiled it into the shared cache: this load, and a
     // restarted engine's, read the artefact instead of compiling 18 MB again.
-    assert_eq!(engine.cache().stats().compiles, 0, "{:?}", engine.cache().stats());
+    assert_eq!(
+        engine.cache().stats().compiles,
+        0,
+        "{:?}",
+        engine.cache().stats()
+    );
     drop(plugin);
     drop(engine);
     let restarted = cached_engine();
     let started = Instant::now();
     let plugin = LoadedPlugin::load(&restarted, &bytes, INTERPRETED).expect("reloads");
-    eprintln!("python-fair-share: load after a restart took {:.1?}", started.elapsed());
+    eprintln!(
+        "python-fair-share: load after a restart took {:.1?}",
+        started.elapsed()
+    );
     let stats = restarted.cache().stats();
     assert_eq!((stats.hits, stats.compiles), (1, 0), "{stats:?}");
     let builtin = load(&restarted, builtin_bytes("fair-share"));
@@ -316,7 +326,11 @@ fn c_validator_gives_the_expected_verdicts() {
 
     // Good: every shipped Flux2 Klein template; LTX-2 is not its family.
     for entry in std::fs::read_dir(repo().join("workflows/api")).expect("workflows/api") {
-        let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
         let verdict = plugin.validate(&template(&name, |_| {})).expect("verdict");
         if name.starts_with("image_flux2_klein") {
             match verdict {
@@ -384,13 +398,14 @@ fn rust_selector_routes_long_ltx2_to_b300() {
     let plugin = load(&engine, &bytes);
     assert_eq!(plugin.info().name, "ltx2-to-b300");
     let pools = sample_backends(); // h200-spot, h200-on-demand, b300-spot, b300-on-demand
-    let name = |answer: Result<u32, String>| {
-        pools[answer.expect("a pool") as usize].name.clone()
-    };
+    let name = |answer: Result<u32, String>| pools[answer.expect("a pool") as usize].name.clone();
     let pick = |job| plugin.select(&job, &pools).expect("selector answers");
     assert_eq!(name(pick(sample_job("ltx2", 1280, 720, 257))), "b300-spot");
     assert_eq!(name(pick(sample_job("ltx2", 1280, 720, 121))), "h200-spot");
-    assert_eq!(name(pick(sample_job("flux2-klein", 1024, 1024, 1))), "h200-spot");
+    assert_eq!(
+        name(pick(sample_job("flux2-klein", 1024, 1024, 1))),
+        "h200-spot"
+    );
 
     // The cheapest healthy pool: with H200 spot unhealthy, B300 spot is next.
     let mut sick = pools.clone();

@@ -33,12 +33,31 @@ fn has(program: &str) -> bool {
 fn new_writes_a_skeleton_with_the_hosts_wit_and_refuses_to_overwrite() {
     let tmp = tempfile::tempdir().unwrap();
     let out = comfyume(
-        &["plugin", "new", "selector", "--lang", "python", "my-pick", "--dir", "p/my-pick"],
+        &[
+            "plugin",
+            "new",
+            "selector",
+            "--lang",
+            "python",
+            "my-pick",
+            "--dir",
+            "p/my-pick",
+        ],
         tmp.path(),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dir = tmp.path().join("p/my-pick");
-    for file in ["README.md", "build.sh", ".gitignore", "app.py", "wit/selector.wit"] {
+    for file in [
+        "README.md",
+        "build.sh",
+        ".gitignore",
+        "app.py",
+        "wit/selector.wit",
+    ] {
         assert!(dir.join(file).is_file(), "{file} missing");
     }
     for wit in ["types", "scheduler", "validator", "selector"] {
@@ -51,18 +70,34 @@ fn new_writes_a_skeleton_with_the_hosts_wit_and_refuses_to_overwrite() {
     }
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
     assert!(readme.contains("./build.sh") && readme.contains("comfyume plugin check"));
-    assert!(std::fs::read_to_string(dir.join("app.py")).unwrap().contains("\"my-pick\""));
+    assert!(
+        std::fs::read_to_string(dir.join("app.py"))
+            .unwrap()
+            .contains("\"my-pick\"")
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(dir.join("build.sh")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.join("build.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert!(mode & 0o111 != 0, "build.sh is executable");
     }
 
     // Again into the same folder: refused, nothing changed.
     std::fs::write(dir.join("app.py"), "# mine").unwrap();
     let again = comfyume(
-        &["plugin", "new", "scheduler", "--lang", "js", "my-pick", "--dir", "p/my-pick"],
+        &[
+            "plugin",
+            "new",
+            "scheduler",
+            "--lang",
+            "js",
+            "my-pick",
+            "--dir",
+            "p/my-pick",
+        ],
         tmp.path(),
     );
     assert!(!again.status.success());
@@ -71,11 +106,17 @@ fn new_writes_a_skeleton_with_the_hosts_wit_and_refuses_to_overwrite() {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
-    assert_eq!(std::fs::read_to_string(dir.join("app.py")).unwrap(), "# mine");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("app.py")).unwrap(),
+        "# mine"
+    );
     assert!(!dir.join("app.js").exists());
 
     // A name that is not a valid package name anywhere.
-    let bad = comfyume(&["plugin", "new", "validator", "--lang", "rust", "My_Plugin"], tmp.path());
+    let bad = comfyume(
+        &["plugin", "new", "validator", "--lang", "rust", "My_Plugin"],
+        tmp.path(),
+    );
     assert!(!bad.status.success());
     assert!(!tmp.path().join("My_Plugin").exists());
 }
@@ -85,7 +126,11 @@ fn new_build_check(kind: &str, lang: &str, prepare: impl FnOnce(&Path)) {
     let tmp = tempfile::tempdir().unwrap();
     let name = format!("my-{lang}-{kind}");
     let out = comfyume(&["plugin", "new", kind, "--lang", lang, &name], tmp.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dir = tmp.path().join(&name);
     prepare(&dir);
     let build = Command::new("bash")

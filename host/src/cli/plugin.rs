@@ -31,7 +31,10 @@ pub struct CheckArgs {
 pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("plugin check: cannot read {}", args.file.display()))?;
-    let engine = PluginEngine::new(&RuntimeConfig::default(), CompileCache::new(args.cache.clone()))?;
+    let engine = PluginEngine::new(
+        &RuntimeConfig::default(),
+        CompileCache::new(args.cache.clone()),
+    )?;
     let limits = CallLimits {
         deadline_ms: args.deadline_ms,
         memory_mib: args.memory_mib,

@@ -142,7 +142,9 @@ pub fn skeleton(kind: Kind, lang: Lang, name: &str) -> Vec<(PathBuf, String, boo
         Lang::Python => (
             "python",
             "Python",
-            format!("Python 3 and componentize-py (`pip install componentize-py=={COMPONENTIZE_PY}`)"),
+            format!(
+                "Python 3 and componentize-py (`pip install componentize-py=={COMPONENTIZE_PY}`)"
+            ),
             " --deadline-ms 2000 --memory-mib 256",
         ),
         Lang::Js => (
@@ -171,7 +173,11 @@ pub fn skeleton(kind: Kind, lang: Lang, name: &str) -> Vec<(PathBuf, String, boo
         .iter()
         .map(|(file, text)| (Path::new("wit").join(file), (*text).to_string(), false))
         .collect();
-    files.push(("README.md".into(), fill(include_str!("templates/README.md")), false));
+    files.push((
+        "README.md".into(),
+        fill(include_str!("templates/README.md")),
+        false,
+    ));
     files.push(("build.sh".into(), fill(build), true));
     files.push((".gitignore".into(), fill(gitignore), false));
     match lang {
@@ -224,7 +230,8 @@ pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("plugin new: creating {}", parent.display()))?;
         }
-        std::fs::write(&to, text).with_context(|| format!("plugin new: writing {}", to.display()))?;
+        std::fs::write(&to, text)
+            .with_context(|| format!("plugin new: writing {}", to.display()))?;
         if executable {
             make_executable(&to)?;
         }
@@ -275,7 +282,11 @@ mod tests {
         for kind in [Kind::Scheduler, Kind::Validator, Kind::Selector] {
             for lang in [Lang::Rust, Lang::Python, Lang::Js] {
                 let files = skeleton(kind, lang, "my-plugin");
-                assert!(files.iter().any(|(p, _, _)| p == Path::new("wit/types.wit")));
+                assert!(
+                    files
+                        .iter()
+                        .any(|(p, _, _)| p == Path::new("wit/types.wit"))
+                );
                 for (path, text, _) in &files {
                     assert!(!text.contains("{{"), "{kind:?} {lang:?} {}", path.display());
                 }

@@ -68,7 +68,8 @@ impl LimitsTable {
     /// Adds (or replaces) the entry for a plugin name or slot.
     pub fn set(&mut self, key: &str, deadline_ms: Option<u64>, memory_mib: Option<usize>) {
         self.entries.retain(|(k, _, _)| k != key);
-        self.entries.push((key.to_string(), deadline_ms, memory_mib));
+        self.entries
+            .push((key.to_string(), deadline_ms, memory_mib));
     }
 
     /// The limits of the plugin named `name` in slot `kind`.

@@ -40,9 +40,8 @@ pub fn is_heavy(job: &JobInfo) -> bool {
 pub fn select(job: &JobInfo, backends: &[Backend]) -> Result<u32, String> {
     let b300_configured = backends.iter().any(|p| is_gpu(p, BIG_GPU));
     let needs_b300 = is_heavy(job) && b300_configured;
-    let class = |pool: &Backend| {
-        (has_room(pool) && (!needs_b300 || is_gpu(pool, BIG_GPU))).then_some(0)
-    };
+    let class =
+        |pool: &Backend| (has_room(pool) && (!needs_b300 || is_gpu(pool, BIG_GPU))).then_some(0);
     if let Some(index) = best(backends, class, by_price_then_failures) {
         return Ok(index);
     }
@@ -140,7 +139,10 @@ mod tests {
         let reason = select(&ltx2(257), &p).unwrap_err();
         assert!(reason.contains("waits for a B300"), "{reason}");
         let h200_only = &pools()[..2];
-        assert_eq!(name_of(h200_only, select(&ltx2(257), h200_only)), "h200-spot");
+        assert_eq!(
+            name_of(h200_only, select(&ltx2(257), h200_only)),
+            "h200-spot"
+        );
         assert!(select(&job(), &[]).is_err());
     }
 }
