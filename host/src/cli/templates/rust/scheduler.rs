@@ -6,7 +6,7 @@
 
 wit_bindgen::generate!({ path: "wit", world: "scheduler" });
 
-use comfyume::plugin::types::{PluginInfo, PluginKind};
+use comfyume::plugin::types::PluginKind;
 use exports::comfyume::plugin::scheduling::{Guest as Scheduling, Snapshot};
 
 struct Plugin;

@@ -5,7 +5,7 @@
 
 wit_bindgen::generate!({ path: "wit", world: "selector" });
 
-use comfyume::plugin::types::{PluginInfo, PluginKind};
+use comfyume::plugin::types::PluginKind;
 use exports::comfyume::plugin::selection::{Backend, Guest as Selection, JobInfo};
 
 struct Plugin;

@@ -7,7 +7,7 @@
 
 wit_bindgen::generate!({ path: "wit", world: "validator" });
 
-use comfyume::plugin::types::{CostEstimate, PluginInfo, PluginKind};
+use comfyume::plugin::types::{CostEstimate, PluginKind};
 use exports::comfyume::plugin::validation::{Accepted, Guest as Validation, Node, Problem, Verdict};
 
 struct Plugin;
