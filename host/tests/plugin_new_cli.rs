@@ -136,6 +136,8 @@ fn new_build_check(kind: &str, lang: &str, prepare: impl FnOnce(&Path)) {
     let build = Command::new("bash")
         .arg("build.sh")
         .current_dir(&dir)
+        // The skeleton's own target/ (the Rust test links a shared one there).
+        .env_remove("CARGO_TARGET_DIR")
         .output()
         .expect("build.sh");
     assert!(

@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 cargo build --release --target wasm32-wasip2
-cp target/wasm32-wasip2/release/{{crate}}.wasm plugin.wasm
+cp "${CARGO_TARGET_DIR:-target}/wasm32-wasip2/release/{{crate}}.wasm" plugin.wasm
