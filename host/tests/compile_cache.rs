@@ -34,8 +34,11 @@ fn compiled_components_are_cached_and_checked() {
         .modified()
         .unwrap();
 
+    assert_eq!(engine.cache().stats().compiles, 1);
+
     // Second load: served from the artefact, not rewritten.
     let second = LoadedPlugin::load(&engine, bytes, CallLimits::default()).unwrap();
+    assert_eq!(engine.cache().stats().hits, 1);
     assert_eq!(second.info().name, "fair-share");
     assert_eq!(
         std::fs::metadata(&artefacts[0])
@@ -58,4 +61,27 @@ fn compiled_components_are_cached_and_checked() {
         corrupt,
         "artefact rewritten"
     );
+}
+
+#[test]
+fn a_restarted_engine_reads_the_artefact_instead_of_compiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = builtin_bytes("priority");
+    let start = || {
+        PluginEngine::new(
+            &RuntimeConfig::default(),
+            CompileCache::new(Some(dir.path().to_path_buf())),
+        )
+        .unwrap()
+    };
+    let first = start();
+    LoadedPlugin::load(&first, bytes, CallLimits::default()).unwrap();
+    assert_eq!(first.cache().stats().compiles, 1);
+    drop(first);
+    // A new engine (a restart of the host) over the same folder.
+    let second = start();
+    let plugin = LoadedPlugin::load(&second, bytes, CallLimits::default()).unwrap();
+    assert_eq!(plugin.info().name, "priority");
+    let stats = second.cache().stats();
+    assert_eq!((stats.hits, stats.compiles), (1, 0), "{stats:?}");
 }

@@ -192,3 +192,32 @@ fn pools_replace_the_rehearsal_default_and_are_checked() {
         .to_string();
     assert!(error.starts_with("config error: pools.x.tier: "), "{error}");
 }
+
+#[test]
+fn per_plugin_limits_by_name_over_slot_over_default() {
+    use comfyume::plugins::api::PluginKind;
+    let file = toml(
+        "[plugins]\ndeadline_ms = 300\n\n\
+         [plugins.limits.scheduler]\ndeadline_ms = 1000\n\n\
+         [plugins.limits.python-fair-share]\nmemory_mib = 256\n",
+    );
+    let config = Config::load_from(Some(file.path()), env(&[])).unwrap();
+    let table = config.plugins.limits_table();
+    let python = table.for_plugin("python-fair-share", PluginKind::Scheduler);
+    assert_eq!((python.deadline_ms, python.memory_mib), (1000, 256));
+    let rust = table.for_plugin("fair-share", PluginKind::Scheduler);
+    assert_eq!((rust.deadline_ms, rust.memory_mib), (1000, 64));
+    let validator = table.for_plugin("flux2-klein", PluginKind::Validator);
+    assert_eq!((validator.deadline_ms, validator.memory_mib), (300, 64));
+    let widest = table.widest();
+    assert_eq!((widest.deadline_ms, widest.memory_mib), (1000, 256));
+
+    let file = toml("[plugins.limits.js-priority]\nmemory_mib = 100000\n");
+    let error = Config::load_from(Some(file.path()), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("plugins.limits.js-priority.memory_mib"),
+        "{error}"
+    );
+}

@@ -1,11 +1,12 @@
 //! The `comfyume` command line: `serve`, `user`, `frontend install`,
-//! `plugin check` and `worker`.
+//! `plugin check`, `plugin new` and `worker`.
 //!
 //! Errors leave as one line on stderr and a non-zero exit code; the full
 //! chain goes to the log at debug level.
 
 mod frontend;
 mod plugin;
+pub mod plugin_new;
 mod serve;
 mod user;
 
@@ -87,6 +88,10 @@ enum PluginCommand {
     /// Load a plugin, print its describe() and conformance report as JSON,
     /// exit non-zero with one line on stderr if anything fails.
     Check(plugin::CheckArgs),
+    /// Write a ready-to-build plugin skeleton (Rust, Python or JavaScript)
+    /// with the host's WIT files, a minimal implementation, a build script
+    /// and a README.
+    New(plugin_new::NewArgs),
 }
 
 /// Parses the command line, runs the command, maps errors to exit codes.
@@ -99,6 +104,7 @@ pub fn main() -> ExitCode {
         Command::User(command) => user::run(command),
         Command::Frontend(FrontendCommand::Install(args)) => frontend::install(args),
         Command::Plugin(PluginCommand::Check(args)) => plugin::check(args),
+        Command::Plugin(PluginCommand::New(args)) => plugin_new::new(args),
         Command::Worker(args) => worker(args),
     };
     match result {

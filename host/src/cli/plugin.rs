@@ -20,13 +20,21 @@ pub struct CheckArgs {
     /// Memory cap per call in MiB.
     #[arg(long, default_value_t = CallLimits::default().memory_mib)]
     pub memory_mib: usize,
+    /// Keep the compiled component in this folder, keyed by its hash, so a
+    /// second check of a large (Python, JavaScript) component skips the
+    /// compile. Default: no cache.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
 }
 
 /// Loads the file, runs the conformance fixtures, prints the report.
 pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("plugin check: cannot read {}", args.file.display()))?;
-    let engine = PluginEngine::new(&RuntimeConfig::default(), CompileCache::new(None))?;
+    let engine = PluginEngine::new(
+        &RuntimeConfig::default(),
+        CompileCache::new(args.cache.clone()),
+    )?;
     let limits = CallLimits {
         deadline_ms: args.deadline_ms,
         memory_mib: args.memory_mib,

@@ -113,6 +113,26 @@ impl Config {
                 ),
             ));
         }
+        for (key, limits) in &p.limits {
+            if limits.deadline_ms.is_some_and(|d| d == 0 || d > 60_000) {
+                return Err(ConfigError::new(
+                    &format!("plugins.limits.{key}.deadline_ms"),
+                    "must be between 1 and 60000",
+                ));
+            }
+            if limits
+                .memory_mib
+                .is_some_and(|m| m == 0 || m > p.max_memory_mib)
+            {
+                return Err(ConfigError::new(
+                    &format!("plugins.limits.{key}.memory_mib"),
+                    format!(
+                        "must be between 1 and plugins.max_memory_mib ({})",
+                        p.max_memory_mib
+                    ),
+                ));
+            }
+        }
         if p.max_memory_mib > 4096 {
             return Err(ConfigError::new(
                 "plugins.max_memory_mib",

@@ -2,6 +2,7 @@
 //!
 //! Every field is documented in `config/comfyume.toml`; keep the two in step.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -155,6 +156,36 @@ pub struct PluginsConfig {
     pub max_instances: u32,
     /// The largest memory any plugin may be configured for, in MiB.
     pub max_memory_mib: usize,
+    /// `[plugins.limits.<name or slot>]`: deadline and memory cap for one
+    /// plugin (by its `describe()` name) or one slot (`scheduler`,
+    /// `validator`, `selector`), over `deadline_ms` / `memory_mib`. A name
+    /// entry wins over a slot entry. Python and JavaScript plugins need one.
+    pub limits: BTreeMap<String, PluginLimits>,
+}
+
+/// One `[plugins.limits.<name or slot>]` table; an unset key keeps the
+/// default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginLimits {
+    /// Deadline per call, in milliseconds.
+    pub deadline_ms: Option<u64>,
+    /// Memory cap per call, in MiB.
+    pub memory_mib: Option<usize>,
+}
+
+impl PluginsConfig {
+    /// The per-plugin limits table the registry loads plugins with.
+    pub fn limits_table(&self) -> crate::plugins::LimitsTable {
+        let mut table = crate::plugins::LimitsTable::uniform(crate::plugins::CallLimits {
+            deadline_ms: self.deadline_ms,
+            memory_mib: self.memory_mib,
+        });
+        for (key, limits) in &self.limits {
+            table.set(key, limits.deadline_ms, limits.memory_mib);
+        }
+        table
+    }
 }
 
 impl Default for PluginsConfig {
@@ -169,6 +200,7 @@ impl Default for PluginsConfig {
             failure_window_secs: 300,
             max_instances: 64,
             max_memory_mib: 512,
+            limits: BTreeMap::new(),
         }
     }
 }

@@ -11,6 +11,8 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -20,12 +22,45 @@ use wasmtime::component::Component;
 #[derive(Debug, Clone)]
 pub struct CompileCache {
     dir: Option<PathBuf>,
+    stats: Arc<Counters>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    compiles: AtomicU64,
+}
+
+/// What a cache has done since it was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Loads served from an artefact on disk (no compile).
+    pub hits: u64,
+    /// Loads that compiled the component (cache off, missing or bad artefact).
+    pub compiles: u64,
 }
 
 impl CompileCache {
     /// A cache in `dir` (created on first write), or none.
     pub fn new(dir: Option<PathBuf>) -> Self {
-        CompileCache { dir }
+        CompileCache {
+            dir,
+            stats: Arc::default(),
+        }
+    }
+
+    /// Hits and compiles so far: how a test (or an operator's log) tells that
+    /// a restart did not recompile a large component.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.stats.hits.load(Ordering::Relaxed),
+            compiles: self.stats.compiles.load(Ordering::Relaxed),
+        }
+    }
+
+    fn compile(&self, engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
+        self.stats.compiles.fetch_add(1, Ordering::Relaxed);
+        Component::new(engine, bytes)
     }
 
     /// Returns the compiled component for `bytes` (whose SHA-256 hex is
@@ -37,13 +72,14 @@ impl CompileCache {
         hash: &str,
     ) -> wasmtime::Result<Component> {
         let Some(dir) = &self.dir else {
-            return Component::new(engine, bytes);
+            return self.compile(engine, bytes);
         };
         let artefact = dir.join(format!("{hash}-{}.cwasm", engine_key(engine)));
         if let Some(component) = load(engine, &artefact) {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(component);
         }
-        let component = Component::new(engine, bytes)?;
+        let component = self.compile(engine, bytes)?;
         if let Err(e) = store(&component, &artefact) {
             // A read-only or full disk costs a recompile next time, nothing more.
             tracing::warn!(path = %artefact.display(), error = %e, "could not cache compiled plugin");

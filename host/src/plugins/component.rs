@@ -41,6 +41,61 @@ impl Default for CallLimits {
     }
 }
 
+/// Per-plugin limits chosen by name or slot, over a default: the
+/// `[plugins.limits.<name or slot>]` tables of the config.
+///
+/// A Rust plugin decides in microseconds within the default limits; a Python
+/// or JavaScript component carries its interpreter (12–18 MB of code, tens of
+/// MiB of linear memory once instantiated) and needs a larger cap and a
+/// longer deadline. An entry keyed by the plugin's `describe()` name wins over
+/// one keyed by its slot (`scheduler`, `validator`, `selector`), which wins
+/// over the default; each entry may set either limit alone.
+#[derive(Debug, Clone, Default)]
+pub struct LimitsTable {
+    default: CallLimits,
+    entries: Vec<(String, Option<u64>, Option<usize>)>,
+}
+
+impl LimitsTable {
+    /// Every plugin gets `default`.
+    pub fn uniform(default: CallLimits) -> Self {
+        LimitsTable {
+            default,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Adds (or replaces) the entry for a plugin name or slot.
+    pub fn set(&mut self, key: &str, deadline_ms: Option<u64>, memory_mib: Option<usize>) {
+        self.entries.retain(|(k, _, _)| k != key);
+        self.entries
+            .push((key.to_string(), deadline_ms, memory_mib));
+    }
+
+    /// The limits of the plugin named `name` in slot `kind`.
+    pub fn for_plugin(&self, name: &str, kind: PluginKind) -> CallLimits {
+        let mut limits = self.default;
+        for key in [super::check::kind_name(kind), name] {
+            if let Some((_, deadline, memory)) = self.entries.iter().find(|(k, _, _)| k == key) {
+                limits.deadline_ms = deadline.unwrap_or(limits.deadline_ms);
+                limits.memory_mib = memory.unwrap_or(limits.memory_mib);
+            }
+        }
+        limits
+    }
+
+    /// The widest limits of any entry: what `describe()` runs under while a
+    /// plugin is loaded, before its name (and so its entry) is known.
+    pub fn widest(&self) -> CallLimits {
+        self.entries
+            .iter()
+            .fold(self.default, |acc, (_, deadline, memory)| CallLimits {
+                deadline_ms: acc.deadline_ms.max(deadline.unwrap_or(0)),
+                memory_mib: acc.memory_mib.max(memory.unwrap_or(0)),
+            })
+    }
+}
+
 /// The instantiate-ready form of each world.
 enum WorldPre {
     Scheduler(SchedulerPre<PluginState>),
@@ -69,12 +124,24 @@ impl std::fmt::Debug for LoadedPlugin {
 }
 
 impl LoadedPlugin {
-    /// Compiles, links and describes `bytes`.
+    /// Compiles, links and describes `bytes`; every call gets `limits`.
     pub fn load(
         engine: &Arc<PluginEngine>,
         bytes: &[u8],
         limits: CallLimits,
     ) -> Result<Self, PluginError> {
+        Self::load_with(engine, bytes, &LimitsTable::uniform(limits))
+    }
+
+    /// Compiles, links and describes `bytes`, then takes the limits `table`
+    /// gives the plugin's name and slot (`describe()` itself runs under the
+    /// table's widest limits).
+    pub fn load_with(
+        engine: &Arc<PluginEngine>,
+        bytes: &[u8],
+        table: &LimitsTable,
+    ) -> Result<Self, PluginError> {
+        let limits = table.widest();
         if !is_component(bytes) {
             return Err(PluginError::NotAComponent(
                 if bytes.starts_with(b"\0asm") {
@@ -128,6 +195,7 @@ impl LoadedPlugin {
             ));
         }
         plugin.label = Arc::from(format!("{}@{}", info.name, info.version));
+        plugin.limits = table.for_plugin(&info.name, info.kind);
         plugin.info = info;
         Ok(plugin)
     }

@@ -100,6 +100,12 @@ impl PluginEngine {
         }))
     }
 
+    /// The compile cache (its [`stats`](CompileCache::stats) say whether
+    /// loads compiled or read an artefact).
+    pub fn cache(&self) -> &CompileCache {
+        &self.cache
+    }
+
     /// The wasmtime engine (for benchmarks and checks).
     pub fn engine(&self) -> &Engine {
         &self.engine

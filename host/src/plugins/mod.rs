@@ -12,7 +12,9 @@
 //!   trapped is dropped with its store and never re-entered.
 //! - **Limits.** Each call has a deadline (epoch interruption, default
 //!   250 ms) and a memory cap (default 64 MiB), both per plugin
-//!   ([`CallLimits`]). Engine-wide pool sizes are in [`RuntimeConfig`].
+//!   ([`CallLimits`], chosen by plugin name or slot from a [`LimitsTable`]
+//!   so interpreted guests get more than Rust ones). Engine-wide pool sizes
+//!   are in [`RuntimeConfig`].
 //! - **Failure handling.** A trap, a deadline, the memory cap or an answer
 //!   that breaks the contract is counted against the plugin; the slot's
 //!   built-in default decides that call ([`fallback`]); after
@@ -40,7 +42,7 @@ mod sandbox;
 mod setup;
 pub mod slot;
 
-pub use component::{CallLimits, LoadedPlugin};
+pub use component::{CallLimits, LimitsTable, LoadedPlugin};
 pub use engine::{PluginEngine, RuntimeConfig, TICK};
 pub use error::PluginError;
 pub use registry::{DecidedBy, Decision, Registry, RegistryError, Unclaimed, Validation};

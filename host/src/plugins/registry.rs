@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::api::{Backend, CostEstimate, JobInfo, Node, PluginKind, Problem, Snapshot, Verdict};
-use super::component::{CallLimits, LoadedPlugin};
+use super::component::{CallLimits, LimitsTable, LoadedPlugin};
 use super::engine::PluginEngine;
 use super::error::PluginError;
 use super::fallback;
@@ -121,7 +121,17 @@ impl Registry {
         bytes: &[u8],
         limits: CallLimits,
     ) -> Result<Arc<LoadedPlugin>, RegistryError> {
-        let plugin = Arc::new(LoadedPlugin::load(&self.engine, bytes, limits)?);
+        self.load_with(bytes, &LimitsTable::uniform(limits))
+    }
+
+    /// Like [`Registry::load`], with limits chosen by the plugin's name and
+    /// slot from `table`.
+    pub fn load_with(
+        &self,
+        bytes: &[u8],
+        table: &LimitsTable,
+    ) -> Result<Arc<LoadedPlugin>, RegistryError> {
+        let plugin = Arc::new(LoadedPlugin::load_with(&self.engine, bytes, table)?);
         let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
         Ok(versions
             .entry(plugin.hash().to_string())

@@ -10,7 +10,7 @@ use super::api::PluginKind;
 use super::builtin;
 use super::cache::CompileCache;
 use super::slot::FailurePolicy;
-use super::{CallLimits, PluginEngine, Registry, RuntimeConfig};
+use super::{PluginEngine, Registry, RuntimeConfig};
 use crate::config::{ConfigError, PluginsConfig};
 
 /// Loads the built-ins into a new registry and activates the configured ones.
@@ -30,14 +30,11 @@ pub fn registry_from_config(config: &PluginsConfig, data_dir: &Path) -> anyhow::
         },
         config.unclaimed,
     );
-    let limits = CallLimits {
-        deadline_ms: config.deadline_ms,
-        memory_mib: config.memory_mib,
-    };
+    let limits = config.limits_table();
     let mut names: Vec<(PluginKind, String, String)> = Vec::new();
     for (crate_name, bytes) in builtin::components() {
         let plugin = registry
-            .load(bytes, limits)
+            .load_with(bytes, &limits)
             .with_context(|| format!("loading built-in plugin {crate_name}"))?;
         names.push((
             plugin.kind(),
