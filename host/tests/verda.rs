@@ -234,7 +234,10 @@ async fn a_spot_reclaim_requeues_the_job_and_on_demand_finishes_it() {
     let done = wait_for(&host.store, job.id, finished).await;
     assert_eq!(done.state, JobState::Succeeded, "{done:?}");
     assert_eq!(spot.reclaims(), 1);
-    assert_eq!(done.attempts, 2, "claimed twice (spot, then on-demand): {done:?}");
+    assert_eq!(
+        done.attempts, 2,
+        "claimed twice (spot, then on-demand): {done:?}"
+    );
     assert!(done.lost_to_reclaim, "{done:?}");
     assert_eq!(done.backend.unwrap().pool, "h200-on-demand");
     assert_eq!(spot.runs(&done.prompt_id), 1);

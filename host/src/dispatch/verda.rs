@@ -75,13 +75,16 @@ pub struct VerdaSettings {
     pub queue_grace: Duration,
 }
 
+/// One finished job's output files by `(type, subfolder, filename)`.
+type HeldOutputs = HashMap<(String, String, String), Vec<u8>>;
+
 /// The `verda` backend kind.
 pub struct VerdaBackend {
     info: PoolInfo,
     settings: VerdaSettings,
     http: reqwest::Client,
     base: Url,
-    outputs: Mutex<HashMap<String, HashMap<(String, String, String), Vec<u8>>>>,
+    outputs: Mutex<HashMap<String, HeldOutputs>>,
     last_finished: Mutex<Option<Instant>>,
 }
 

@@ -184,19 +184,23 @@ impl FakeVerda {
         Ok(addr)
     }
 
-    fn check(&self, deployment: &str, headers: &HeaderMap) -> Result<(), Response> {
+    fn check(
+        &self,
+        deployment: &str,
+        headers: &HeaderMap,
+    ) -> Result<(), (StatusCode, &'static str)> {
         let key = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if key != Some(self.api_key.as_str()) {
-            return Err((StatusCode::UNAUTHORIZED, "invalid inference key").into_response());
+            return Err((StatusCode::UNAUTHORIZED, "invalid inference key"));
         }
         if deployment != self.deployment {
-            return Err((StatusCode::NOT_FOUND, "no such deployment").into_response());
+            return Err((StatusCode::NOT_FOUND, "no such deployment"));
         }
         if *lock(&self.fault) == Fault::Http500 {
-            return Err((StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response());
+            return Err((StatusCode::INTERNAL_SERVER_ERROR, "internal error"));
         }
         Ok(())
     }
@@ -289,7 +293,7 @@ async fn call(
     body: Bytes,
 ) -> Response {
     if let Err(refused) = g.check(&deployment, &headers) {
-        return refused;
+        return refused.into_response();
     }
     let asynchronous = headers
         .get("prefer")
@@ -352,7 +356,7 @@ async fn status(
     headers: HeaderMap,
 ) -> Response {
     if let Err(refused) = g.check(&deployment, &headers) {
-        return refused;
+        return refused.into_response();
     }
     let id = inference_id(&headers);
     match lock(&g.inferences).get(&id) {
@@ -369,7 +373,7 @@ async fn result(
     headers: HeaderMap,
 ) -> Response {
     if let Err(refused) = g.check(&deployment, &headers) {
-        return refused;
+        return refused.into_response();
     }
     let id = inference_id(&headers);
     match lock(&g.inferences).get(&id) {
