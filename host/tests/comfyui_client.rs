@@ -17,6 +17,8 @@ fn limits() -> ClientLimits {
         poll: Duration::from_millis(50),
         max_output_bytes: 1 << 20,
         ws_idle: Duration::from_millis(250),
+        submit: Duration::from_secs(2),
+        download: Duration::from_secs(2),
         ..ClientLimits::default()
     }
 }

@@ -178,7 +178,15 @@ fn pools_replace_the_rehearsal_default_and_are_checked() {
         .unwrap_err()
         .to_string();
     assert!(
-        error.starts_with("config error: pools.b300.kind: verda pools are not implemented"),
+        error.starts_with("config error: pools.b300.deployment: a verda pool needs"),
+        "{error}"
+    );
+    let file = toml("[pools.b300]\nkind = \"verda\"\ndeployment = \"b300\"\n");
+    let error = Config::load_from(Some(file.path()), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("config error: pools.b300.api_key: a verda pool needs an inference key"),
         "{error}"
     );
     let file = toml("[pools.x]\nkind = \"comfyui\"\n");
