@@ -115,13 +115,7 @@ impl Rehearsal {
 
     /// Serves on `127.0.0.1` on a free port; returns the address.
     pub async fn serve(self: &Arc<Self>) -> std::io::Result<SocketAddr> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
-        let router = self.router();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
-        Ok(addr)
+        serve_on_loopback(self.router()).await
     }
 
     /// The bytes of an uploaded input, if it arrived.
@@ -133,6 +127,17 @@ impl Rehearsal {
         let text = json!({ "type": kind, "data": data }).to_string();
         let _ = self.sockets.send((to.map(str::to_owned), text));
     }
+}
+
+/// Serves `router` on `127.0.0.1` on a free port, in the background;
+/// returns the address. Shared by the test doubles.
+pub(crate) async fn serve_on_loopback(router: Router) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok(addr)
 }
 
 #[derive(Deserialize)]

@@ -175,13 +175,7 @@ impl FakeVerda {
 
     /// Serves on `127.0.0.1` on a free port; returns the address.
     pub async fn serve(self: &Arc<Self>) -> std::io::Result<SocketAddr> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
-        let router = self.router();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
-        Ok(addr)
+        super::serve_on_loopback(self.router()).await
     }
 
     fn check(
