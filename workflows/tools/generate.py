@@ -494,7 +494,9 @@ def accepts(input_type: str, output_type: str) -> bool:
     return "*" in accepted or output_type in accepted
 
 
-def check_value(cls: str, inp: InputDef, value):
+def check_value(cls: str, inp: InputDef, value, sent: bool):
+    """Fails unless the frontend would take `value` for this widget as is;
+    `sent` when it goes into the prompt (the widget is not linked)."""
     where = f"{cls}.{inp.name}"
     kind = inp.widget
     if kind in ("COMBO", DYNAMIC_COMBO):
@@ -513,7 +515,7 @@ def check_value(cls: str, inp: InputDef, value):
     elif kind == "STRING":
         if not isinstance(value, str):
             raise SpecError(f"{where}: {value!r} is not a string")
-        if inp.opts.get("dynamicPrompts") and any(c in value for c in "{}|\\/"):
+        if sent and inp.opts.get("dynamicPrompts") and any(c in value for c in "{}|\\/"):
             # The frontend would rewrite the text (dynamic prompts, comments).
             raise SpecError(f"{where}: avoid {{ }} | \\ / in a dynamic-prompt text")
     elif kind in ("INT", "FLOAT"):
@@ -548,9 +550,9 @@ def build_ui(g: Graph, catalogue: dict) -> dict:
     nodes = []
     for node in g.nodes:
         cdef = cdefs[node.id]
-        known = {name for name, inp in cdef.widgets(node.values) if inp} | {
-            i.name for i in cdef.sockets()
-        }
+        widgets = cdef.widgets(node.values)
+        widget_defs = {name: inp for name, inp in widgets if inp}
+        known = set(widget_defs) | {i.name for i in cdef.sockets()}
         for name in node.values:
             if name not in known:
                 raise SpecError(f"{g.name}: {node.cls} has no input {name!r}")
@@ -560,8 +562,6 @@ def build_ui(g: Graph, catalogue: dict) -> dict:
                 value = value[0]
             if isinstance(value, Out):
                 linked[name] = value
-        widgets = cdef.widgets(node.values)
-        widget_defs = {name: inp for name, inp in widgets if inp}
 
         # Inputs as the frontend saves them: the sockets, then the linked
         # widgets (unlinked widget inputs are left out).
@@ -610,7 +610,7 @@ def build_ui(g: Graph, catalogue: dict) -> dict:
                 value = inp.default()
                 if value is None:
                     raise SpecError(f"{g.name}: {node.cls}.{name} needs a value")
-            check_value(node.cls, inp, value)
+            check_value(node.cls, inp, value, sent=name not in linked)
             values.append(value)
 
         nodes.append({
