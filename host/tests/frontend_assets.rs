@@ -593,6 +593,12 @@ async fn cli_refuses_a_bad_hash_with_one_line_and_a_failure_code() {
 async fn serve_installs_on_first_start_and_serves_the_editor_beside_health() {
     let index = fake_index(Fake::honest()).await;
     let data = tempfile::tempdir().unwrap();
+    let cheap = argon2::Params::new(8, 1, 1, None).unwrap();
+    let hash = comfyume::auth::hash_password("pw", &cheap).unwrap();
+    comfyume::auth::UsersFile::update(data.path(), |f| {
+        f.add("ann", comfyume::auth::Role::Attendee, hash)
+    })
+    .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -614,7 +620,12 @@ async fn serve_installs_on_first_start_and_serves_the_editor_beside_health() {
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
     let root = loop {
-        if let Ok(response) = http.get(format!("{base}/")).send().await {
+        if let Ok(response) = http
+            .get(format!("{base}/"))
+            .basic_auth("ann", Some("pw"))
+            .send()
+            .await
+        {
             break response;
         }
         assert!(
@@ -626,6 +637,9 @@ async fn serve_installs_on_first_start_and_serves_the_editor_beside_health() {
     };
     assert_eq!(root.status(), 200);
     assert_eq!(root.text().await.unwrap(), INDEX_HTML);
+    // The editor is behind the login like the API.
+    let anonymous = http.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
     let health = http.get(format!("{base}/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     assert!(data.path().join("frontend/9.9.9/installed.json").exists());

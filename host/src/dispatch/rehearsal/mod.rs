@@ -10,7 +10,8 @@
 //! websocket that is refused, a delay per step long enough to cancel in.
 //!
 //! Everything it produces is labelled as rehearsal: file names start with
-//! `rehearsal_`, and the placeholder images are a 1×1 PNG.
+//! `rehearsal_`, and the placeholder images are a 256×256 striped gradient
+//! coloured by the prompt id.
 
 mod run;
 pub mod verda_gateway;

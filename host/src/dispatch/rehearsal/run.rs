@@ -7,14 +7,29 @@ use serde_json::{Value, json};
 
 use super::{Rehearsal, lock};
 
-/// A 1×1 transparent PNG: the placeholder for every image output.
-pub const PLACEHOLDER_PNG: &[u8] = &[
-    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
-    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
-    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x00, 0x01, 0x00, 0x00,
-    0x05, 0x00, 0x01, 0x0d, 0x0a, 0x2d, 0xb4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae,
-    0x42, 0x60, 0x82,
-];
+/// The placeholder for an image output: 256×256, a diagonal gradient in a
+/// colour taken from the prompt id, with stripes, so a screenshot shows
+/// which job produced it and that it is not a real render.
+pub fn placeholder_png(prompt_id: &str) -> Vec<u8> {
+    let seed = prompt_id
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
+    let base = [
+        (seed & 0xff) as u8,
+        ((seed >> 8) & 0xff) as u8,
+        ((seed >> 16) & 0xff) as u8,
+    ];
+    let image = image::RgbImage::from_fn(256, 256, |x, y| {
+        let t = ((x + y) / 2) as u8;
+        let stripe = if (x + 255 - y) % 32 < 4 { 60 } else { 0 };
+        image::Rgb(base.map(|c| c / 2 + t / 2 - stripe.min(t / 2)))
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    // Encoding a fixed-size RGB image into memory cannot fail; an empty
+    // file would still be a visible failure downstream.
+    let _ = image.write_to(&mut out, image::ImageFormat::Png);
+    out.into_inner()
+}
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -145,7 +160,7 @@ pub async fn execute(
         let bytes = if video {
             b"rehearsal placeholder video".to_vec()
         } else {
-            PLACEHOLDER_PNG.to_vec()
+            placeholder_png(&prompt_id)
         };
         lock(&r.files).insert(
             (subfolder.clone(), filename.clone(), kind.to_string()),
