@@ -11,7 +11,8 @@
 //! - [`plugins`]: the wasmtime runtime, the plugin registry and the built-ins.
 //! - [`queue`]: the durable job queue (embedded or Redis).
 //! - [`dispatch`]: the dispatcher, the backends, the ComfyUI client.
-//! - [`front`]: the attendee front (the editor's static files, …).
+//! - [`front`]: the attendee front: the editor's files, the ComfyUI API per user, `/ws`.
+//! - [`paths`]: names from outside resolved inside one folder only.
 //! - [`server`]: the HTTP server (`comfyume serve`).
 //! - [`worker`]: the GPU-side sidecar (`comfyume worker`).
 //! - [`cli`]: the `comfyume` command line.
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod front;
+pub mod paths;
 pub mod plugins;
 pub mod queue;
 pub mod server;

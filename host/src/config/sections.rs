@@ -28,6 +28,8 @@ pub struct Config {
     pub timeouts: TimeoutsConfig,
     /// `[frontend]`
     pub frontend: FrontendConfig,
+    /// `[attendees]`: what the attendee API accepts.
+    pub attendees: AttendeesConfig,
     /// `[pools.<name>]`: the GPU pools. None configured means one rehearsal
     /// pool (or a `local` ComfyUI pool when `dispatch.comfyui_url` is set).
     pub pools: std::collections::BTreeMap<String, PoolConfig>,
@@ -386,6 +388,38 @@ impl Default for FrontendConfig {
             sha256: None,
             index_url: "https://pypi.org".into(),
             auto_install: true,
+        }
+    }
+}
+
+/// `[attendees]`: the attendee API's caps and the workshop templates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AttendeesConfig {
+    /// Folder of UI-format workflows every attendee sees read-only under
+    /// `workflows/workshop/` (relative paths are from the working folder).
+    pub templates_dir: PathBuf,
+    /// Largest image or mask upload, in MiB (ComfyUI's default is 100).
+    pub max_upload_mib: usize,
+    /// Largest uploaded image, in megapixels (width × height / 10⁶).
+    pub max_upload_megapixels: u32,
+    /// Largest saved workflow or user file, in KiB.
+    pub max_userdata_kib: usize,
+    /// Most files one attendee may keep in their user data.
+    pub max_userdata_files: usize,
+    /// Largest settings file per attendee, in KiB.
+    pub max_settings_kib: usize,
+}
+
+impl Default for AttendeesConfig {
+    fn default() -> Self {
+        AttendeesConfig {
+            templates_dir: PathBuf::from("workflows/ui"),
+            max_upload_mib: 100,
+            max_upload_megapixels: 64,
+            max_userdata_kib: 4096,
+            max_userdata_files: 500,
+            max_settings_kib: 256,
         }
     }
 }

@@ -84,6 +84,11 @@ impl Dispatcher {
         })
     }
 
+    /// The pools, for the queue's ETA and the admin views.
+    pub fn pools(&self) -> &[Arc<Pool>] {
+        &self.pools
+    }
+
     /// Runs until the task is dropped.
     pub async fn run(self: Arc<Self>) {
         loop {

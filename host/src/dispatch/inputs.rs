@@ -14,7 +14,7 @@
 //! - The total is capped: inputs travel in memory and, for Verda, inline in
 //!   one request.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -91,7 +91,7 @@ pub fn references(prompt: &Value) -> Result<Vec<InputRef>, InputError> {
                 node: node.clone(),
                 name: raw.to_string(),
             };
-            let relative = plain_relative(path).ok_or_else(unsafe_name)?;
+            let relative = crate::paths::plain_relative(path).ok_or_else(unsafe_name)?;
             let (subfolder, name) = match relative.rsplit_once('/') {
                 Some((sub, name)) => (sub.to_string(), name.to_string()),
                 None => (String::new(), relative),
@@ -109,27 +109,6 @@ pub fn references(prompt: &Value) -> Result<Vec<InputRef>, InputError> {
         a.subfolder == b.subfolder && a.name == b.name && a.from_output == b.from_output
     });
     Ok(found)
-}
-
-/// `a/b.png` if `path` is a plain relative path of visible components.
-fn plain_relative(path: &str) -> Option<String> {
-    if path.is_empty() || path.contains('\\') || path.contains('\0') {
-        return None;
-    }
-    let mut parts = Vec::new();
-    for component in Path::new(path).components() {
-        match component {
-            Component::Normal(part) => {
-                let part = part.to_str()?;
-                if part.starts_with('.') {
-                    return None;
-                }
-                parts.push(part);
-            }
-            _ => return None,
-        }
-    }
-    (!parts.is_empty()).then(|| parts.join("/"))
 }
 
 /// Reads the referenced files the owner has, from `<user_dir>/input` (or
@@ -152,7 +131,7 @@ pub async fn gather(
             path.push(&reference.subfolder);
         }
         path.push(&reference.name);
-        let Some(path) = inside(&root, &path).await else {
+        let Some(path) = crate::paths::existing_file_inside(&root, &path).await else {
             continue; // not the owner's: the GPU side may have it
         };
         let bytes = tokio::fs::read(&path)
@@ -172,15 +151,6 @@ pub async fn gather(
         });
     }
     Ok(files)
-}
-
-/// The file's real path if it exists, is a regular file and stays inside
-/// `root` once symlinks are resolved.
-async fn inside(root: &Path, path: &PathBuf) -> Option<PathBuf> {
-    let root = tokio::fs::canonicalize(root).await.ok()?;
-    let real = tokio::fs::canonicalize(path).await.ok()?;
-    let meta = tokio::fs::metadata(&real).await.ok()?;
-    (real.starts_with(&root) && meta.is_file()).then_some(real)
 }
 
 #[cfg(test)]

@@ -34,6 +34,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Vec<Arc<Pool>>> {
                 let rehearsal = Rehearsal::new(RehearsalConfig {
                     cold_start: Duration::from_millis(pool.cold_start_ms),
                     step_time: Duration::from_millis(pool.step_ms),
+                    // The catalogue the worker image's ComfyUI would answer.
+                    object_info: Some(Arc::new(crate::front::catalogue::embedded_value())),
                     ..RehearsalConfig::default()
                 });
                 let addr = rehearsal

@@ -4,9 +4,9 @@
 //! API): it builds the shared state (plugins, the job queue, the
 //! authenticator), creates the first accounts on a fresh data folder,
 //! installs the editor's files on first start, binds the listener, answers
-//! `/health` (unauthenticated: probes have no login), serves the editor for
-//! every other path, trims old jobs, and shuts down cleanly on Ctrl-C or
-//! SIGTERM.
+//! `/health` (unauthenticated: probes have no login), serves the attendee
+//! API and the editor behind the login ([`crate::front`]), trims old jobs,
+//! and shuts down cleanly on Ctrl-C or SIGTERM.
 
 pub mod progress;
 
@@ -26,6 +26,7 @@ use crate::dispatch::{
     self,
     dispatcher::{Dispatcher, DispatcherConfig},
 };
+use crate::front::{self, Front, catalogue::Catalogue};
 use crate::plugins::{Registry, registry_from_config};
 use crate::queue::{self, JobStore};
 
@@ -58,8 +59,37 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A host built and running its background tasks, not yet listening.
+pub struct Host {
+    /// Every route: health, progress callbacks, the attendee API, the editor.
+    pub app: Router,
+    /// The shared state.
+    pub state: AppState,
+    /// The attendee front.
+    pub front: Arc<Front>,
+}
+
 /// Starts everything and serves until a shutdown signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let listen = config.server.listen;
+    let host = build(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    tracing::info!(address = %listen, "comfyume listening");
+    // ConnectInfo gives the auth layer the peer address for rate limiting.
+    let app = host.app.into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")
+}
+
+/// Builds the host for `config`: users, plugins, queue, pools, dispatcher
+/// and the attendee front, with their background tasks started on the
+/// current runtime. Tests and the load benchmark serve [`Host::app`]
+/// themselves.
+pub async fn build(config: Config) -> anyhow::Result<Host> {
     let auth = start_auth(&config.server.data_dir).await?;
     let data_dir = config.server.data_dir.clone();
     let plugins_config = config.plugins.clone();
@@ -109,8 +139,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Recovery follows the jobs it re-attaches, so it is the dispatcher's.
     tokio::spawn(dispatcher.clone().recovery_loop());
     tokio::spawn(dispatcher.clone().run());
-    let front = front_router(&config).await;
-    let listen = config.server.listen;
+    let catalogue = Catalogue::load(&config.server.data_dir);
+    tokio::spawn(catalogue.clone().refresh_from(comfyui_clients(&config)));
+    let attendees = Front::new(
+        &config,
+        queue.clone(),
+        plugins.clone(),
+        dispatcher.clone(),
+        auth.clone(),
+        catalogue,
+    );
+    let static_files = front_router(&config).await;
     let state = AppState {
         config: Arc::new(config),
         plugins,
@@ -118,19 +157,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         dispatcher,
         auth,
     };
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
-    tracing::info!(address = %listen, "comfyume listening");
-    // The editor's files answer whatever no route claims; ConnectInfo gives
-    // the auth layer the peer address for rate limiting.
-    let app = router(state)
-        .fallback_service(front)
-        .into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")
+    // The attendee API and the editor's files (whatever no route claims),
+    // all behind the login.
+    let app = router(state.clone()).merge(front::router(attendees.clone(), static_files));
+    Ok(Host {
+        app,
+        state,
+        front: attendees,
+    })
 }
 
 /// Creates the first accounts on a fresh data folder (printing their
@@ -162,6 +196,18 @@ fn print_first_users(created: &[(String, auth::Role, String)], data_dir: &std::p
     println!("more: comfyume user add --bulk 20 --prefix attendee");
     println!("{rule}");
     tracing::info!(users = created.len(), file = %file.display(), "first start: users created");
+}
+
+/// Clients for the `comfyui` pools, which are asked for their node catalogue.
+fn comfyui_clients(config: &Config) -> Vec<crate::dispatch::comfyui::client::ComfyClient> {
+    use crate::dispatch::comfyui::client::{ClientLimits, ComfyClient};
+    config
+        .effective_pools()
+        .iter()
+        .filter(|(_, pool)| pool.kind == crate::config::PoolKind::Comfyui)
+        .filter_map(|(_, pool)| pool.url.as_deref())
+        .filter_map(|url| ComfyClient::new(url, ClientLimits::default()).ok())
+        .collect()
 }
 
 /// The editor's static files, installed first if missing and allowed; when

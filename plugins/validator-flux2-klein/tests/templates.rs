@@ -42,6 +42,37 @@ fn every_flux2_klein_template_is_accepted_with_its_estimate() {
 }
 
 #[test]
+fn every_comfyume_flux2_klein_template_is_accepted_with_its_estimate() {
+    // Our own text-to-image templates: 1024x1024, base 20 steps, distilled 4.
+    let expected = [
+        ("comfyume_flux2_klein_4b_t2i_base", 20),
+        ("comfyume_flux2_klein_4b_t2i_distilled", 4),
+        ("comfyume_flux2_klein_9b_t2i_base", 20),
+        ("comfyume_flux2_klein_9b_t2i_distilled", 4),
+    ];
+    let ours: Vec<_> = templates_starting_with("comfyume_flux2_klein");
+    assert_eq!(ours.len(), expected.len());
+    for ((name, graph), (want_name, want_steps)) in ours.iter().zip(expected) {
+        assert_eq!(name, want_name);
+        let Verdict::Accepted(accepted) = validate(graph) else {
+            panic!("{name} not accepted: {:#?}", validate(graph));
+        };
+        assert_eq!(accepted.workflow_kind, "flux2-klein", "{name}");
+        let cost = accepted.cost;
+        assert_eq!(
+            (cost.frames, cost.width, cost.height, cost.steps),
+            (1, 1024, 1024, want_steps),
+            "{name}"
+        );
+        assert!(
+            (2.0..=15.0).contains(&cost.gpu_seconds),
+            "{name}: {} s",
+            cost.gpu_seconds
+        );
+    }
+}
+
+#[test]
 fn a_1024_square_20_step_image_costs_about_ten_seconds() {
     let graph = template("image_flux2_klein_text_to_image");
     let Verdict::Accepted(accepted) = validate(&graph) else {
@@ -54,8 +85,9 @@ fn a_1024_square_20_step_image_costs_about_ten_seconds() {
 #[test]
 fn ltx2_templates_are_not_applicable() {
     let video: Vec<_> = templates_starting_with("video_");
-    assert_eq!(video.len(), 6);
-    for (name, graph) in video {
+    let ours: Vec<_> = templates_starting_with("comfyume_ltx2");
+    assert_eq!((video.len(), ours.len()), (6, 2));
+    for (name, graph) in video.into_iter().chain(ours) {
         assert!(matches!(validate(&graph), Verdict::NotApplicable), "{name}");
     }
 }

@@ -43,6 +43,36 @@ fn every_ltx2_template_is_accepted_with_its_estimate() {
 }
 
 #[test]
+fn every_comfyume_ltx2_template_is_accepted_with_its_estimate() {
+    // Our own text-to-video templates: dev 20 + 3 steps, distilled 8 + 3, at
+    // 1280x720 (1280x704 after the half-size pass) for 121 frames.
+    let expected = [
+        ("comfyume_ltx2_t2v_dev", 23),
+        ("comfyume_ltx2_t2v_distilled", 11),
+    ];
+    let ours: Vec<_> = templates_starting_with("comfyume_ltx2");
+    assert_eq!(ours.len(), expected.len());
+    for ((name, graph), (want_name, want_steps)) in ours.iter().zip(expected) {
+        assert_eq!(name, want_name);
+        let Verdict::Accepted(accepted) = validate(graph) else {
+            panic!("{name} not accepted: {:#?}", validate(graph));
+        };
+        assert_eq!(accepted.workflow_kind, "ltx2", "{name}");
+        let cost = accepted.cost;
+        assert_eq!(
+            (cost.frames, cost.width, cost.height, cost.steps),
+            (121, 1280, 704, want_steps),
+            "{name}"
+        );
+        assert!(
+            (60.0..=300.0).contains(&cost.gpu_seconds),
+            "{name}: {} s",
+            cost.gpu_seconds
+        );
+    }
+}
+
+#[test]
 fn the_dev_t2v_template_costs_a_few_minutes() {
     let graph = template("video_ltx2_t2v");
     let Verdict::Accepted(accepted) = validate(&graph) else {
@@ -55,8 +85,9 @@ fn the_dev_t2v_template_costs_a_few_minutes() {
 #[test]
 fn flux2_klein_templates_are_not_applicable() {
     let image: Vec<_> = templates_starting_with("image_");
-    assert_eq!(image.len(), 6);
-    for (name, graph) in image {
+    let ours: Vec<_> = templates_starting_with("comfyume_flux2_klein");
+    assert_eq!((image.len(), ours.len()), (6, 4));
+    for (name, graph) in image.into_iter().chain(ours) {
         assert!(matches!(validate(&graph), Verdict::NotApplicable), "{name}");
     }
 }

@@ -341,6 +341,11 @@ impl ComfyClient {
         }))
     }
 
+    /// The server's base URL, for logs.
+    pub fn base(&self) -> &str {
+        self.base.as_str()
+    }
+
     /// `GET /object_info`: the node catalogue, with the model files present.
     pub async fn object_info(&self) -> Result<Value, ClientError> {
         let what = "object_info";

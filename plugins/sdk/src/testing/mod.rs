@@ -216,19 +216,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_template_folder_has_six_of_each_family() {
+    fn the_template_folder_has_the_fixtures_and_our_templates() {
         let all = templates();
-        let video = all
-            .iter()
-            .filter(|(n, _)| n.starts_with("video_ltx2"))
-            .count();
-        let image = all
-            .iter()
-            .filter(|(n, _)| n.starts_with("image_flux2_klein"))
-            .count();
+        let count = |prefix: &str| all.iter().filter(|(n, _)| n.starts_with(prefix)).count();
+        // Captured fixtures: six of each family; ours: four Flux2 Klein, two LTX-2.
         assert_eq!(
-            (video, image, all.len()),
-            (6, 6, 12),
+            (
+                count("video_ltx2"),
+                count("image_flux2_klein"),
+                count("comfyume_flux2_klein"),
+                count("comfyume_ltx2"),
+                all.len()
+            ),
+            (6, 6, 4, 2, 18),
             "{:?}",
             all.iter().map(|t| &t.0).collect::<Vec<_>>()
         );

@@ -1,0 +1,414 @@
+//! `POST /api/prompt`: an attendee presses Run.
+//!
+//! Policy, in order; the first refusal answers, in ComfyUI's exact 400 shape
+//! (`{"error": {type, message, details, extra_info}, "node_errors": {…}}`)
+//! so the editor shows the dialog and outlines the nodes:
+//! 1. The body is JSON with a `prompt` object (`invalid_prompt`, `no_prompt`);
+//!    a client-supplied `prompt_id` is a canonical lowercase UUID
+//!    (`invalid_prompt_id`).
+//! 2. Every node has a `class_type` the GPU side knows (`missing_node_type`,
+//!    from the node catalogue), and at least one is an output
+//!    (`prompt_no_outputs`).
+//! 3. The validator plugins accept it (`prompt_outputs_failed_validation`
+//!    with their problems per node). A validator that cannot decide is a
+//!    503: the prompt is not queued unchecked.
+//! 4. It is written durably to the queue (caps → 413/429 with the reason),
+//!    the dispatcher is woken, and the answer is
+//!    `{"prompt_id", "number", "node_errors": {}}`.
+//!
+//! `front: true` (queue at the front) is ignored: attendees do not jump the
+//! queue; the instructor's lane is a role, not a flag.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Map, Value, json};
+use tracing::Instrument as _;
+
+use super::{ApiError, Front};
+use crate::auth::Identity;
+use crate::front::Caller;
+use crate::plugins::Validation;
+use crate::plugins::api::{Problem, ProblemType};
+use crate::plugins::graph::graph_from_prompt;
+use crate::queue::{Cost, NewJob, StoreError, is_prompt_id};
+
+/// The prompt routes.
+pub fn router() -> Router<Arc<Front>> {
+    Router::new().route("/prompt", get(queue_info).post(submit))
+}
+
+/// A refusal in ComfyUI's `/prompt` shape.
+struct PromptError {
+    status: StatusCode,
+    body: Value,
+}
+
+impl PromptError {
+    fn new(kind: &str, message: impl Into<String>, details: impl Into<String>) -> Self {
+        Self::with_info(kind, message, details, json!({}))
+    }
+
+    fn with_info(
+        kind: &str,
+        message: impl Into<String>,
+        details: impl Into<String>,
+        extra_info: Value,
+    ) -> Self {
+        PromptError {
+            status: StatusCode::BAD_REQUEST,
+            body: json!({
+                "error": {"type": kind, "message": message.into(), "details": details.into(), "extra_info": extra_info},
+                "node_errors": {},
+            }),
+        }
+    }
+}
+
+impl IntoResponse for PromptError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<ApiError> for PromptError {
+    fn from(error: ApiError) -> Self {
+        let status = error.status();
+        let kind = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "prompt_too_large",
+            StatusCode::TOO_MANY_REQUESTS => "too_many_jobs",
+            StatusCode::SERVICE_UNAVAILABLE => "queue_unavailable",
+            _ => "invalid_prompt",
+        };
+        let message = error.to_string();
+        let mut refusal = PromptError::new(kind, message.clone(), message);
+        refusal.status = status;
+        refusal
+    }
+}
+
+/// `GET /api/prompt`: how many of the caller's jobs are not finished.
+async fn queue_info(
+    Caller(user): Caller,
+    State(front): State<Arc<Front>>,
+) -> Result<Json<Value>, ApiError> {
+    let remaining = super::jobs::remaining(&front, &user.name).await?;
+    Ok(Json(json!({"exec_info": {"queue_remaining": remaining}})))
+}
+
+async fn submit(Caller(user): Caller, State(front): State<Arc<Front>>, body: Bytes) -> Response {
+    let span = tracing::info_span!("submit", user = %user.name, prompt_id = tracing::field::Empty);
+    match accept(&front, &user, &body).instrument(span).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+async fn accept(front: &Front, user: &Identity, body: &[u8]) -> Result<Value, PromptError> {
+    let request: Value = serde_json::from_slice(body).map_err(|e| {
+        PromptError::new(
+            "invalid_prompt",
+            "Invalid prompt: the body is not JSON",
+            e.to_string(),
+        )
+    })?;
+    let Some(request) = request.as_object() else {
+        return Err(PromptError::new(
+            "invalid_prompt",
+            "Invalid prompt",
+            "the body must be a JSON object",
+        ));
+    };
+    let Some(prompt) = request.get("prompt") else {
+        return Err(PromptError::new(
+            "no_prompt",
+            "No prompt provided",
+            "No prompt provided",
+        ));
+    };
+    if !prompt.is_object() {
+        return Err(PromptError::new(
+            "invalid_prompt",
+            "Invalid prompt",
+            "\"prompt\" must be an object of node id → node",
+        ));
+    }
+    let prompt_id = match request.get("prompt_id") {
+        None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),
+        Some(Value::String(id)) if is_prompt_id(id) => id.clone(),
+        Some(_) => {
+            return Err(PromptError::new(
+                "invalid_prompt_id",
+                "prompt_id must be a valid UUID",
+                "prompt_id must be a UUID string in canonical lowercase hyphenated form; omit it to let the server generate one",
+            ));
+        }
+    };
+    tracing::Span::current().record("prompt_id", prompt_id.as_str());
+    check_nodes(front, prompt)?;
+    let graph = graph_from_prompt(prompt).map_err(|e| {
+        PromptError::new(
+            "invalid_prompt",
+            format!("Invalid prompt: {e}"),
+            e.to_string(),
+        )
+    })?;
+    let plugins = front.plugins.clone();
+    let validation = tokio::task::spawn_blocking(move || plugins.validate(&graph))
+        .await
+        .map_err(|e| unavailable(format!("the workflow check stopped: {e}")))?;
+    let (workflow_kind, cost) = match validation {
+        Validation::Accepted {
+            workflow_kind,
+            cost,
+            by,
+        } => {
+            tracing::debug!(%workflow_kind, validator = %by, "prompt accepted");
+            (
+                workflow_kind,
+                Cost {
+                    frames: cost.frames,
+                    width: cost.width,
+                    height: cost.height,
+                    steps: cost.steps,
+                    gpu_seconds: cost.gpu_seconds,
+                },
+            )
+        }
+        Validation::Rejected { problems, by } => {
+            tracing::info!(validator = %by, problems = problems.len(), "prompt rejected");
+            return Err(rejected(front, prompt, &problems));
+        }
+        Validation::Refused { reason } => return Err(unavailable(reason)),
+    };
+    let client_id = request
+        .get("client_id")
+        .and_then(Value::as_str)
+        .filter(|id| id.len() <= 128)
+        .map(str::to_owned);
+    let mut extra_data = match request.get("extra_data") {
+        Some(Value::Object(extra)) => extra.clone(),
+        _ => Map::new(),
+    };
+    if let Some(id) = &client_id {
+        extra_data.insert("client_id".into(), Value::from(id.clone()));
+    }
+    extra_data.insert("create_time".into(), Value::from(now_ms()));
+    let payload = serde_json::to_vec(&json!({"prompt": prompt, "extra_data": extra_data}))
+        .map_err(|e| PromptError::new("invalid_prompt", "Invalid prompt", e.to_string()))?;
+    let new = NewJob {
+        user: user.name.clone(),
+        prompt_id: prompt_id.clone(),
+        client_id,
+        priority: front.first_limits(user).priority,
+        workflow_kind,
+        cost,
+        payload,
+    };
+    let job = match front.queue.enqueue(new.clone()).await {
+        Err(StoreError::UnknownUser(_)) => {
+            // First job of this user on this queue: register their caps.
+            front
+                .queue
+                .set_user(front.first_limits(user))
+                .await
+                .map_err(ApiError::from)?;
+            front.queue.enqueue(new).await
+        }
+        other => other,
+    }
+    .map_err(ApiError::from)?;
+    front.dispatcher.wake();
+    front.positions.nudge();
+    tracing::info!(job = job.id, kind = %job.workflow_kind, "prompt queued");
+    Ok(json!({"prompt_id": prompt_id, "number": job.id, "node_errors": {}}))
+}
+
+fn unavailable(reason: String) -> PromptError {
+    let mut refusal = PromptError::new(
+        "prompt_not_checked",
+        format!(
+            "Your workflow could not be checked, so it was not queued: {reason}. Try again in a moment."
+        ),
+        reason,
+    );
+    refusal.status = StatusCode::SERVICE_UNAVAILABLE;
+    refusal
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn title(node: &Value) -> Option<&str> {
+    node.pointer("/_meta/title").and_then(Value::as_str)
+}
+
+/// Every node has a known class; at least one is an output.
+fn check_nodes(front: &Front, prompt: &Value) -> Result<(), PromptError> {
+    let Some(nodes) = prompt.as_object() else {
+        return Ok(());
+    };
+    let mut has_output = false;
+    for (id, node) in nodes {
+        let Some(class) = node.get("class_type").and_then(Value::as_str) else {
+            return Err(PromptError::with_info(
+                "missing_node_type",
+                format!(
+                    "Node 'ID #{id}' has no class_type. The workflow may be corrupted or a custom node is missing."
+                ),
+                format!("Node ID '#{id}'"),
+                json!({"node_id": id, "class_type": null, "node_title": title(node)}),
+            ));
+        };
+        if !front.catalogue.knows(class) {
+            let name = title(node).map_or_else(|| format!("ID #{id}"), str::to_owned);
+            return Err(PromptError::with_info(
+                "missing_node_type",
+                format!(
+                    "Node '{name}' not found. This workshop's GPUs do not have that node installed."
+                ),
+                format!("Node ID '#{id}'"),
+                json!({"node_id": id, "class_type": class, "node_title": title(node)}),
+            ));
+        }
+        has_output |= front.catalogue.is_output(class);
+    }
+    if !has_output {
+        return Err(PromptError::new(
+            "prompt_no_outputs",
+            "Prompt has no outputs",
+            "",
+        ));
+    }
+    Ok(())
+}
+
+/// ComfyUI's name for a problem type.
+fn problem_type(kind: ProblemType) -> &'static str {
+    match kind {
+        ProblemType::ValueBiggerThanMax => "value_bigger_than_max",
+        ProblemType::ValueSmallerThanMin => "value_smaller_than_min",
+        ProblemType::ValueNotInList => "value_not_in_list",
+        ProblemType::ValueNotValid => "value_not_valid",
+        ProblemType::RequiredInputMissing => "required_input_missing",
+        ProblemType::InvalidInputType => "invalid_input_type",
+        ProblemType::ReturnTypeMismatch => "return_type_mismatch",
+        ProblemType::MissingNodeType => "missing_node_type",
+        ProblemType::CustomValidationFailed => "custom_validation_failed",
+    }
+}
+
+/// The validator's problems as ComfyUI's `prompt_outputs_failed_validation`.
+fn rejected(front: &Front, prompt: &Value, problems: &[Problem]) -> PromptError {
+    let nodes = prompt.as_object();
+    let outputs: Vec<&String> = nodes
+        .map(|n| {
+            n.iter()
+                .filter(|(_, node)| {
+                    node.get("class_type")
+                        .and_then(Value::as_str)
+                        .is_some_and(|c| front.catalogue.is_output(c))
+                })
+                .map(|(id, _)| id)
+                .collect()
+        })
+        .unwrap_or_default();
+    let upstream: Vec<(&String, BTreeSet<String>)> = outputs
+        .iter()
+        .map(|id| (*id, upstream_of(prompt, id)))
+        .collect();
+    let mut node_errors: BTreeMap<String, Value> = BTreeMap::new();
+    for problem in problems {
+        let class_type = nodes
+            .and_then(|n| n.get(&problem.node_id))
+            .and_then(|n| n.get("class_type"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let dependent: Vec<&String> = upstream
+            .iter()
+            .filter(|(_, up)| up.contains(&problem.node_id))
+            .map(|(id, _)| *id)
+            .collect();
+        let entry = node_errors.entry(problem.node_id.clone()).or_insert_with(
+            || json!({"errors": [], "dependent_outputs": dependent, "class_type": class_type}),
+        );
+        let input = problem.input_name.clone().unwrap_or_default();
+        let mut extra = json!({});
+        if !input.is_empty() {
+            extra["input_name"] = Value::from(input.clone());
+            if let Some(value) = nodes
+                .and_then(|n| n.get(&problem.node_id))
+                .and_then(|n| n.pointer(&format!("/inputs/{input}")))
+            {
+                extra["received_value"] = value.clone();
+            }
+        }
+        if let Some(errors) = entry.get_mut("errors").and_then(Value::as_array_mut) {
+            errors.push(json!({
+                "type": problem_type(problem.type_),
+                "message": problem.message,
+                "details": input,
+                "extra_info": extra,
+            }));
+        }
+    }
+    PromptError {
+        status: StatusCode::BAD_REQUEST,
+        body: json!({
+            "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation", "details": "", "extra_info": {}},
+            "node_errors": node_errors,
+        }),
+    }
+}
+
+/// `id` and every node it reads from, through links `[node, slot]`.
+fn upstream_of(prompt: &Value, id: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![id.to_string()];
+    while let Some(node) = stack.pop() {
+        if !seen.insert(node.clone()) {
+            continue;
+        }
+        let Some(inputs) = prompt
+            .get(&node)
+            .and_then(|n| n.get("inputs"))
+            .and_then(Value::as_object)
+        else {
+            continue;
+        };
+        for value in inputs.values() {
+            if let Some([Value::String(from), Value::Number(_)]) =
+                value.as_array().map(Vec::as_slice)
+            {
+                stack.push(from.clone());
+            }
+        }
+    }
+    seen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_follows_links_and_stops_on_cycles() {
+        let prompt = json!({
+            "1": {"class_type": "A", "inputs": {}},
+            "2": {"class_type": "B", "inputs": {"x": ["1", 0], "y": ["3", 0]}},
+            "3": {"class_type": "C", "inputs": {"z": ["2", 0]}},
+            "9": {"class_type": "Save", "inputs": {"images": ["2", 0]}},
+        });
+        let up = upstream_of(&prompt, "9");
+        assert_eq!(up.into_iter().collect::<Vec<_>>(), vec!["1", "2", "3", "9"]);
+    }
+}

@@ -1,0 +1,141 @@
+//! Resolving names that come from outside (a browser, a prompt, a backend)
+//! inside one folder, and nowhere else.
+//!
+//! Policy: a name is accepted only as a plain relative path of visible
+//! components: no root, no `..` or `.`, no backslash, no NUL, no hidden
+//! component (`.ssh`, `.git`). Percent-decoding is the HTTP layer's job and
+//! happens once, before this check, so `%2e%2e` arrives here as `..` and is
+//! refused. A path that passes is then resolved with symlinks followed and
+//! must still be inside the folder: a symlink an attendee could not have
+//! made, but an operator might, never leads out.
+
+use std::path::{Component, Path, PathBuf};
+
+/// `a/b.png` if `path` is a plain relative path of visible components, with
+/// single `/` separators; `None` otherwise.
+pub fn plain_relative(path: &str) -> Option<String> {
+    if path.is_empty() || path.contains('\\') || path.contains('\0') {
+        return None;
+    }
+    let mut parts = Vec::new();
+    for component in Path::new(path).components() {
+        match component {
+            Component::Normal(part) => {
+                let part = part.to_str()?;
+                if part.starts_with('.') {
+                    return None;
+                }
+                parts.push(part);
+            }
+            _ => return None,
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// `root/subfolder/name` when both parts are plain (an empty `subfolder`
+/// means none); `None` for anything that could leave `root`.
+pub fn join_plain(root: &Path, subfolder: &str, name: &str) -> Option<PathBuf> {
+    let mut path = root.to_path_buf();
+    if !subfolder.is_empty() {
+        path.push(plain_relative(subfolder)?);
+    }
+    let name = plain_relative(name)?;
+    if name.contains('/') {
+        return None;
+    }
+    path.push(name);
+    Some(path)
+}
+
+/// The real path of `path` if it exists, is a regular file and stays inside
+/// `root` once symlinks are resolved.
+pub async fn existing_file_inside(root: &Path, path: &Path) -> Option<PathBuf> {
+    let root = tokio::fs::canonicalize(root).await.ok()?;
+    let real = tokio::fs::canonicalize(path).await.ok()?;
+    let meta = tokio::fs::metadata(&real).await.ok()?;
+    (real.starts_with(&root) && meta.is_file()).then_some(real)
+}
+
+/// True if the deepest existing ancestor of `path` (the folder a new file
+/// would be created in) resolves inside `root`: a symlinked sub folder
+/// pointing elsewhere is refused before anything is written.
+pub async fn parent_stays_inside(root: &Path, path: &Path) -> bool {
+    let Ok(root) = tokio::fs::canonicalize(root).await else {
+        return false;
+    };
+    let mut ancestor = path.parent();
+    while let Some(dir) = ancestor {
+        if let Ok(real) = tokio::fs::canonicalize(dir).await {
+            return real.starts_with(&root);
+        }
+        ancestor = dir.parent();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_names_pass_and_everything_else_is_refused() {
+        assert_eq!(plain_relative("a.png").as_deref(), Some("a.png"));
+        assert_eq!(plain_relative("x/y/a.png").as_deref(), Some("x/y/a.png"));
+        assert_eq!(plain_relative("x//a.png").as_deref(), Some("x/a.png"));
+        for bad in [
+            "",
+            "../a",
+            "x/../../a",
+            "/etc/passwd",
+            ".hidden",
+            "x/.git/config",
+            "a\\b",
+            "a\0b",
+            ".",
+            "./a",
+        ] {
+            assert_eq!(plain_relative(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn join_plain_keeps_the_name_a_single_component() {
+        let root = Path::new("/data/u");
+        assert_eq!(
+            join_plain(root, "", "a.png"),
+            Some(PathBuf::from("/data/u/a.png"))
+        );
+        assert_eq!(
+            join_plain(root, "clips/day1", "a.png"),
+            Some(PathBuf::from("/data/u/clips/day1/a.png"))
+        );
+        assert_eq!(join_plain(root, "..", "a.png"), None);
+        assert_eq!(join_plain(root, "", "x/a.png"), None);
+        assert_eq!(join_plain(root, "/tmp", "a.png"), None);
+    }
+
+    #[tokio::test]
+    async fn symlinks_out_of_the_root_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let outside = dir.path().join("secret.txt");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(&outside, b"no").unwrap();
+        std::fs::write(root.join("mine.txt"), b"yes").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("link.txt")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), root.join("up")).unwrap();
+        assert!(
+            existing_file_inside(&root, &root.join("mine.txt"))
+                .await
+                .is_some()
+        );
+        assert!(
+            existing_file_inside(&root, &root.join("link.txt"))
+                .await
+                .is_none()
+        );
+        assert!(parent_stays_inside(&root, &root.join("new/a.txt")).await);
+        assert!(!parent_stays_inside(&root, &root.join("up/a.txt")).await);
+    }
+}
