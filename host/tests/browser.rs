@@ -190,6 +190,11 @@ fn start_host(data: &Path, port: u16, log: &Path) -> Host {
         .current_dir(data)
         .env("COMFYUME_LOG", "info")
         .env("NO_COLOR", "1")
+        // The workshop templates the attendees open.
+        .env(
+            "COMFYUME_ATTENDEES__TEMPLATES_DIR",
+            workspace().join("workflows/ui"),
+        )
         // Tests never reach the internet: the frontend is already in --data.
         .env("COMFYUME_FRONTEND__AUTO_INSTALL", "false")
         .stdout(log_file.try_clone().expect("sharing the log file"))

@@ -14,7 +14,7 @@
 //   E2E_PASSWORD_A=… E2E_PASSWORD_B=… node e2e.mjs --url http://127.0.0.1:PORT \
 //     --user-a alice --user-b bob --screenshots DIR
 // Options (or E2E_* variables): --template NAME (a workshop template, default
-// image_flux2_klein_text_to_image), --chromium PATH (default /usr/bin/chromium),
+// comfyume_flux2_klein_4b_t2i_distilled), --chromium PATH (default /usr/bin/chromium),
 // --timeout-ms N (per wait, default 60000).
 //
 // Output: one JSON line per stage on stdout ({"stage":…,"ok":…,…}), then one
@@ -75,7 +75,7 @@ function user(which) {
 const config = {
   url: opt('url', 'E2E_URL'),
   screenshots: path.resolve(opt('screenshots', 'E2E_SCREENSHOTS', 'screenshots')),
-  template: opt('template', 'E2E_TEMPLATE', 'image_flux2_klein_text_to_image'),
+  template: opt('template', 'E2E_TEMPLATE', 'comfyume_flux2_klein_4b_t2i_distilled'),
   chromium: opt('chromium', 'E2E_CHROMIUM', '/usr/bin/chromium'),
   timeout: Number(opt('timeout-ms', 'E2E_TIMEOUT_MS', '60000')),
   savedName: opt('saved-workflow', 'E2E_SAVED_WORKFLOW', 'mine.json'),
@@ -184,7 +184,7 @@ function watch(page, who) {
     const url = new URL(response.url());
     if (url.origin !== origin) return;
     const entry = { method: response.request().method(), path: url.pathname + url.search, status: response.status() };
-    if (/^\/(api|internal|ws)(\/|$)/.test(url.pathname)) log.requests.push(entry);
+    if (/^\/(api|internal|ws|extensions)(\/|$)/.test(url.pathname)) log.requests.push(entry);
     if (response.status() >= 400) log.http_errors.push(entry);
   });
   page.on('requestfailed', (request) => {
@@ -307,6 +307,15 @@ async function bootEditor(attendee) {
       });
     }
   });
+  // The editor extensions the host lists (its queue-position badge) loaded.
+  const listed = await pageFetch(page, '/api/extensions');
+  check(listed.status === 200 && Array.isArray(listed.json), `GET /api/extensions answered ${listed.status}`, listed.body.slice(0, 500));
+  const extensions = listed.json.map((p) => {
+    const loaded = log.requests.find((r) => r.path === p);
+    return { path: p, status: loaded?.status ?? null };
+  });
+  const broken = extensions.filter((e) => e.status !== 200);
+  check(broken.length === 0, 'an editor extension the host lists did not load', broken);
   // A new user's first boot opens the templates browser; ComfyUI's own
   // templates are not served (the workshop's are in the workflow list).
   await page.waitForTimeout(1500);
@@ -317,9 +326,16 @@ async function bootEditor(attendee) {
     frontend_version: await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__ ?? null),
     node_defs: await page.evaluate(() => Object.keys(window.LiteGraph.registered_node_types).length),
     ws_open: true,
+    extensions: extensions.map((e) => e.path),
     dialogs_closed_at_boot: dialogs,
     page_errors: log.page_errors.length,
   };
+}
+
+async function closeSidebar(page) {
+  // The open side panel (workflows, …) toggles shut on its own button.
+  const active = page.locator('button.side-bar-button-selected');
+  if ((await active.count()) > 0) await active.first().click().catch(() => {});
 }
 
 async function visibleDialogs(page) {
@@ -598,25 +614,47 @@ async function main() {
     await stage('a_output', () => a.page, async () => {
       const { filename } = run.image;
       // The output on the canvas: the node's output in the editor's store,
-      // the image loaded into the node, an <img> from /api/view.
-      await a.page.waitForFunction(
-        ({ node, filename }) => {
-          const outputs = window.app.nodeOutputs ?? {};
-          const stored = Object.values(outputs).some((o) => (o?.images ?? []).some((i) => i.filename === filename));
-          const loaded = (window.app.graph.getNodeById(Number(node)) ?? window.app.graph.getNodeById(node))?.imgs?.some(
-            (img) => img.complete && img.naturalWidth > 0 && img.src.includes(encodeURIComponent(filename)),
+      // then, with the node centred at 100 % (the canvas loads a node's
+      // images only when it draws it), the image loaded into the node.
+      await a.page
+        .waitForFunction(
+          (filename) =>
+            Object.values(window.app.nodeOutputs ?? {}).some((o) =>
+              (o?.images ?? []).some((i) => i.filename === filename),
+            ),
+          filename,
+          { timeout: config.timeout },
+        )
+        .catch(async () => {
+          const outputs = await a.page.evaluate(() => JSON.stringify(window.app.nodeOutputs ?? null).slice(0, 2000));
+          throw new StageError(`the editor holds no output ${filename}`, { nodeOutputs: outputs });
+        });
+      await closeSidebar(a.page);
+      await a.page.evaluate((node) => {
+        const canvas = window.app.canvas;
+        const n = window.app.graph.getNodeById(Number(node)) ?? window.app.graph.getNodeById(node);
+        canvas.ds.scale = 1;
+        canvas.centerOnNode(n);
+        canvas.selectNode?.(n);
+        canvas.setDirty(true, true);
+      }, run.outputNode);
+      await a.page
+        .waitForFunction(
+          ({ node, filename }) =>
+            (window.app.graph.getNodeById(Number(node)) ?? window.app.graph.getNodeById(node))?.imgs?.some(
+              (img) => img.complete && img.naturalWidth > 0 && img.src.includes(encodeURIComponent(filename)),
+            ),
+          { node: run.outputNode, filename },
+          { timeout: config.timeout },
+        )
+        .catch(async () => {
+          const imgs = await a.page.evaluate(
+            (node) =>
+              (window.app.graph.getNodeById(Number(node))?.imgs ?? []).map((i) => [i.src, i.complete, i.naturalWidth]),
+            run.outputNode,
           );
-          return stored && loaded;
-        },
-        { node: run.outputNode, filename },
-        { timeout: config.timeout },
-      ).catch(async () => {
-        const state = await a.page.evaluate((node) => ({
-          nodeOutputs: JSON.stringify(window.app.nodeOutputs ?? null).slice(0, 2000),
-          imgs: (window.app.graph.getNodeById(Number(node))?.imgs ?? []).map((i) => [i.src, i.complete, i.naturalWidth]),
-        }), run.outputNode);
-        throw new StageError(`the output ${filename} is not shown on node ${run.outputNode}`, state);
-      });
+          throw new StageError(`the output ${filename} is not drawn on node ${run.outputNode}`, { imgs });
+        });
       const domImages = await a.page.evaluate(() =>
         [...document.querySelectorAll('img')].map((img) => img.getAttribute('src') ?? '').filter((src) => src.includes('/api/view?filename=')),
       );
@@ -628,15 +666,6 @@ async function main() {
         return { status: r.status, type: r.headers.get('content-type'), length: bytes.length, png: bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47 };
       }, viewPath);
       check(own.status === 200, `A's own GET ${viewPath} answered ${own.status}`, own);
-      // Centre the output node at 100 % so the screenshot shows it.
-      await a.page.evaluate((node) => {
-        const canvas = window.app.canvas;
-        const n = window.app.graph.getNodeById(Number(node)) ?? window.app.graph.getNodeById(node);
-        canvas.ds.scale = 1;
-        canvas.centerOnNode(n);
-        canvas.selectNode?.(n);
-        canvas.setDirty(true, true);
-      }, run.outputNode);
       await a.page.waitForTimeout(500);
       return {
         output_node: run.outputNode,
