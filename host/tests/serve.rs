@@ -80,11 +80,9 @@ fn serve_starts_on_the_embedded_default_and_stops_on_sigterm() {
         data.path().join("plugin-cache").is_dir(),
         "compiled plugins are cached in --data"
     );
-    // No frontend installed and auto-install off: the editor's paths say
-    // how to install it, and the host runs anyway.
+    // The editor, like every attendee path, needs a login.
     let (status, body) = get(port, "/").unwrap();
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("comfyume frontend install"), "{body}");
+    assert_eq!(status, 401, "{body}");
 
     // SIGTERM: a clean exit.
     let pid = child.id().to_string();
@@ -144,4 +142,68 @@ fn a_bad_setting_stops_serve_with_one_line() {
         "{stderr}"
     );
     assert!(lines[0].contains("COMFYUME_QUEUE__LEASE_SECS"), "{stderr}");
+}
+
+#[test]
+fn serve_speaks_https_with_a_configured_certificate() {
+    let data = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = data.path().join("cert.pem");
+    let key = data.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_comfyume"))
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data")
+        .arg(data.path())
+        .current_dir(data.path())
+        .env("COMFYUME_LOG", "warn")
+        .env("COMFYUME_FRONTEND__AUTO_INSTALL", "false")
+        .env("COMFYUME_SERVER__TLS_CERT", &cert)
+        .env("COMFYUME_SERVER__TLS_KEY", &key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    comfyume::tls::install_provider();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
+        )
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let health = loop {
+        let answer = runtime.block_on(async {
+            let response = client
+                .get(format!("https://localhost:{port}/health"))
+                .send()
+                .await
+                .ok()?;
+            Some((response.status().as_u16(), response.text().await.ok()?))
+        });
+        if let Some(answer) = answer {
+            break answer;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "serve never answered over HTTPS"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "serve exited early");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(health.0, 200, "{}", health.1);
+    // Plain HTTP on the TLS port gets no page.
+    assert!(get(port, "/health").is_none_or(|(status, _)| status != 200));
+    let _ = child.kill();
+    let _ = child.wait();
 }

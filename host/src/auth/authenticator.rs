@@ -43,6 +43,9 @@ pub struct AuthSettings {
     pub max_failures_per_user: u32,
     /// The sliding window the failure limits count in.
     pub failure_window: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` names the client; any other
+    /// peer is the client itself, whatever its headers say.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for AuthSettings {
@@ -56,6 +59,7 @@ impl Default for AuthSettings {
             max_failures_per_ip: 30,
             max_failures_per_user: 10,
             failure_window: Duration::from_secs(60),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -129,6 +133,29 @@ impl Authenticator {
             settings,
             argon2_runs: AtomicU64::new(0),
         })
+    }
+
+    /// The client's address for rate limiting: the TCP peer, or, when the
+    /// peer is a trusted proxy, the right-most `X-Forwarded-For` entry that
+    /// is not itself a trusted proxy (entries further left are the
+    /// client's own claims and could be forged).
+    pub fn client_address(&self, peer: IpAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+        let trusted = &self.settings.trusted_proxies;
+        if !trusted.contains(&peer) {
+            return peer;
+        }
+        let chain: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|v| v.trim().parse().ok())
+            .collect();
+        chain
+            .into_iter()
+            .rev()
+            .find(|ip| !trusted.contains(ip))
+            .unwrap_or(peer)
     }
 
     /// Checks a request's `Authorization` header; argon2 runs on tokio's
@@ -354,5 +381,50 @@ fn check_hash(hash: &str, password: &str) -> bool {
             .verify_password(password.as_bytes(), &parsed)
             .is_ok(),
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod forwarded_tests {
+    use super::*;
+
+    fn auth(trusted: &[&str]) -> (tempfile::TempDir, Authenticator) {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = AuthSettings {
+            params: argon2::Params::new(8, 1, 1, None).unwrap(),
+            trusted_proxies: trusted.iter().map(|ip| ip.parse().unwrap()).collect(),
+            ..AuthSettings::default()
+        };
+        let auth = Authenticator::with_settings(dir.path(), settings).unwrap();
+        (dir, auth)
+    }
+
+    fn headers(value: &str) -> axum::http::HeaderMap {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("x-forwarded-for", value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let (_dir, auth) = auth(&["10.0.0.2", "10.0.0.3"]);
+        let client: IpAddr = "203.0.113.9".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.1".parse().unwrap();
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        // A stranger's header is its own claim: the peer counts.
+        assert_eq!(
+            auth.client_address(stranger, &headers("203.0.113.9")),
+            stranger
+        );
+        // Through two trusted proxies: the right-most untrusted entry.
+        assert_eq!(
+            auth.client_address(proxy, &headers("1.2.3.4, 203.0.113.9, 10.0.0.3")),
+            client
+        );
+        // A trusted proxy without the header is the client.
+        assert_eq!(
+            auth.client_address(proxy, &axum::http::HeaderMap::new()),
+            proxy
+        );
     }
 }

@@ -8,8 +8,9 @@
 //!   also works alone (it verifies itself) when the router's state provides
 //!   an `Arc<Authenticator>`.
 //! - The client address is the TCP peer (`ConnectInfo<SocketAddr>`; serve
-//!   with `into_make_service_with_connect_info`). Forwarding headers are not
-//!   trusted. Without `ConnectInfo` (in-process tests) every request counts as
+//!   with `into_make_service_with_connect_info`). `X-Forwarded-For` is
+//!   believed only from the configured trusted proxies
+//!   ([`Authenticator::client_address`]). Without `ConnectInfo` (in-process tests) every request counts as
 //!   `0.0.0.0` for rate limiting.
 //! - 401 carries `WWW-Authenticate: Basic realm="ComfyUMe", charset="UTF-8"`
 //!   so the browser prompts once and re-sends the credentials afterwards;
@@ -91,7 +92,8 @@ async fn authorize(
         ),
         None => None,
     };
-    let identity = auth.verify(header, client_ip(extensions)).await?;
+    let client = auth.client_address(client_ip(extensions), parts_headers);
+    let identity = auth.verify(header, client).await?;
     if identity.role < min_role {
         return Err(AuthError::Forbidden(min_role));
     }

@@ -97,6 +97,41 @@ impl Config {
 
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "server.tls_key",
+                    "is required with server.tls_cert",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "server.tls_cert",
+                    "is required with server.tls_key",
+                ));
+            }
+            _ => {}
+        }
+        let a = &self.attendees;
+        if a.max_upload_mib == 0 || a.max_upload_mib > 4096 {
+            return Err(ConfigError::new(
+                "attendees.max_upload_mib",
+                "must be between 1 and 4096",
+            ));
+        }
+        for (key, value) in [
+            (
+                "attendees.max_upload_megapixels",
+                a.max_upload_megapixels as usize,
+            ),
+            ("attendees.max_userdata_kib", a.max_userdata_kib),
+            ("attendees.max_userdata_files", a.max_userdata_files),
+            ("attendees.max_settings_kib", a.max_settings_kib),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(key, "must be at least 1"));
+            }
+        }
         let p = &self.plugins;
         if p.deadline_ms == 0 || p.deadline_ms > 60_000 {
             return Err(ConfigError::new(

@@ -125,6 +125,15 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Data folder (`--data`): users, queue journal, outputs, plugin cache.
     pub data_dir: PathBuf,
+    /// PEM certificate chain: with `tls_key`, the host serves HTTPS itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (for the login
+    /// rate limits); every other peer's header is ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for ServerConfig {
@@ -132,6 +141,9 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8188)),
             data_dir: PathBuf::from("./data"),
+            tls_cert: None,
+            tls_key: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -72,17 +72,54 @@ pub struct Host {
 /// Starts everything and serves until a shutdown signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let listen = config.server.listen;
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        _ => None,
+    };
     let host = build(config).await?;
+    // ConnectInfo gives the auth layer the peer address for rate limiting.
+    let app = host.app.into_make_service_with_connect_info::<SocketAddr>();
+    if let Some((cert, key)) = tls {
+        return serve_tls(listen, &cert, &key, app).await;
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     tracing::info!(address = %listen, "comfyume listening");
-    // ConnectInfo gives the auth layer the peer address for rate limiting.
-    let app = host.app.into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")
+}
+
+/// HTTPS in the host itself (rustls), so a small workshop needs no proxy.
+async fn serve_tls(
+    listen: SocketAddr,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    app: axum::extract::connect_info::IntoMakeServiceWithConnectInfo<Router, SocketAddr>,
+) -> anyhow::Result<()> {
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .with_context(|| {
+            format!(
+                "loading the TLS certificate {} and key {}",
+                cert.display(),
+                key.display()
+            )
+        })?;
+    let handle = axum_server::Handle::new();
+    let stopping = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stopping.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    tracing::info!(address = %listen, "comfyume listening (HTTPS)");
+    axum_server::bind_rustls(listen, tls)
+        .handle(handle)
+        .serve(app)
+        .await
+        .context("serving HTTPS")
 }
 
 /// Builds the host for `config`: users, plugins, queue, pools, dispatcher
@@ -90,7 +127,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// current runtime. Tests and the load benchmark serve [`Host::app`]
 /// themselves.
 pub async fn build(config: Config) -> anyhow::Result<Host> {
-    let auth = start_auth(&config.server.data_dir).await?;
+    let auth = start_auth(&config.server.data_dir, &config.server.trusted_proxies).await?;
     let data_dir = config.server.data_dir.clone();
     let plugins_config = config.plugins.clone();
     let plugins = tokio::task::spawn_blocking(move || {
@@ -169,14 +206,21 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
 
 /// Creates the first accounts on a fresh data folder (printing their
 /// passwords once, on stdout, for the operator) and loads the users file.
-async fn start_auth(data_dir: &std::path::Path) -> anyhow::Result<Arc<Authenticator>> {
+async fn start_auth(
+    data_dir: &std::path::Path,
+    trusted_proxies: &[std::net::IpAddr],
+) -> anyhow::Result<Arc<Authenticator>> {
     let data_dir = data_dir.to_owned();
+    let settings = auth::AuthSettings {
+        trusted_proxies: trusted_proxies.to_vec(),
+        ..auth::AuthSettings::default()
+    };
     // argon2 hashing is CPU work: keep it off the executor threads.
     tokio::task::spawn_blocking(move || {
         if let Some(created) = auth::bootstrap(&data_dir)? {
             print_first_users(&created, &data_dir);
         }
-        let auth = Authenticator::new(&data_dir)
+        let auth = Authenticator::with_settings(&data_dir, settings)
             .with_context(|| format!("loading the users of {}", data_dir.display()))?;
         anyhow::Ok(Arc::new(auth))
     })
