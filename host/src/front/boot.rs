@@ -32,6 +32,8 @@ pub fn router() -> Router<Arc<Front>> {
         .route("/extensions", get(extensions))
         .route(QUEUE_EXTENSION, get(queue_extension))
         .route("/i18n", get(empty_object))
+        // The templates of custom node packs: none (ours are user data).
+        .route("/workflow_templates", get(empty_object))
         .route("/embeddings", get(empty_list))
         .route("/models", get(empty_list))
         .route("/models/{folder}", get(empty_list))

@@ -189,7 +189,8 @@ impl Catalogue {
 
 /// The built-in catalogue, as a JSON value (the rehearsal backend serves it).
 pub fn embedded_value() -> Value {
-    serde_json::from_slice(&embedded_json()).unwrap_or(Value::Object(Default::default()))
+    serde_json::from_slice(&with_template_models(embedded_json()))
+        .unwrap_or(Value::Object(Default::default()))
 }
 
 fn embedded_json() -> Vec<u8> {
@@ -205,8 +206,62 @@ fn embedded_json() -> Vec<u8> {
     json
 }
 
+/// The built-in catalogue was captured without model files, so its model
+/// lists are empty and the editor would mark every loader in red. The
+/// worker image carries the models the workshop templates name: list those.
+fn with_template_models(json: Vec<u8>) -> Vec<u8> {
+    let Ok(Value::Object(mut nodes)) = serde_json::from_slice::<Value>(&json) else {
+        return json;
+    };
+    for (_, template) in crate::plugins::builtin::templates() {
+        let Ok(Value::Object(prompt)) = serde_json::from_str::<Value>(template) else {
+            continue;
+        };
+        for node in prompt.values() {
+            let Some(class) = node.get("class_type").and_then(Value::as_str) else {
+                continue;
+            };
+            let Some(inputs) = node.get("inputs").and_then(Value::as_object) else {
+                continue;
+            };
+            for (name, value) in inputs {
+                let Some(value) = value.as_str() else {
+                    continue;
+                };
+                // Old-style combos: `[[option, …], {…}]`; only model lists
+                // (files) are extended, never a fixed choice like a sampler.
+                let Some(Value::Array(options)) = nodes
+                    .get_mut(class)
+                    .and_then(|def| def.pointer_mut(&format!("/input/required/{name}/0")))
+                else {
+                    continue;
+                };
+                let is_file = [
+                    ".safetensors",
+                    ".ckpt",
+                    ".pt",
+                    ".pth",
+                    ".bin",
+                    ".gguf",
+                    ".sft",
+                ]
+                .iter()
+                .any(|ext| value.ends_with(ext));
+                if is_file && !options.iter().any(|o| o == value) {
+                    options.push(Value::from(value));
+                }
+            }
+        }
+    }
+    serde_json::to_vec(&Value::Object(std::mem::take(&mut nodes))).unwrap_or(json)
+}
+
 fn embedded() -> Loaded {
-    Loaded::parse(embedded_json(), "built in (ComfyUI 0.33.0)".into()).unwrap_or_else(|_| Loaded {
+    Loaded::parse(
+        with_template_models(embedded_json()),
+        "built in (ComfyUI 0.33.0)".into(),
+    )
+    .unwrap_or_else(|_| Loaded {
         nodes: Default::default(),
         outputs: Default::default(),
         json: Bytes::from_static(b"{}"),
@@ -236,6 +291,17 @@ mod tests {
         assert!(catalogue.is_output("SaveImage"));
         assert!(!catalogue.is_output("KSampler"));
         assert!(!catalogue.knows("NoSuchNode"));
+        // The templates' model files are listed, so the editor accepts them.
+        let unet = catalogue.node("UNETLoader").unwrap();
+        let options = &unet["input"]["required"]["unet_name"][0];
+        assert!(
+            options
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o.as_str().is_some_and(|o| o.contains("flux-2-klein"))),
+            "{options}"
+        );
     }
 
     #[test]

@@ -27,11 +27,20 @@ pub fn router() -> Router<Arc<Front>> {
         .route("/settings/{id}", get(one).post(post_one))
 }
 
+/// What a new attendee starts with: the editor's first-run template
+/// browser would open on ComfyUI's own template catalogue, which this host
+/// does not serve (the workshop's templates are in the workflows sidebar).
+fn first_settings() -> Map<String, Value> {
+    let mut map = Map::new();
+    map.insert("Comfy.TutorialCompleted".into(), Value::Bool(true));
+    map
+}
+
 async fn load(front: &Front, user: &Identity) -> Result<Map<String, Value>, ApiError> {
     let path = front.user_dir(user)?.join(FILE);
     Ok(match read_json_file(&path).await? {
         Some(Value::Object(map)) => map,
-        _ => Map::new(),
+        _ => first_settings(),
     })
 }
 

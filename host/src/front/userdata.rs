@@ -267,7 +267,9 @@ async fn read(
     State(front): State<Arc<Front>>,
     Path(file): Path<String>,
 ) -> Result<Response, ApiError> {
-    let relative = plain(&file)?;
+    // Reading a name that could not exist (the editor asks for
+    // `workflows/.index.json`) is a plain 404, as in ComfyUI.
+    let relative = plain(&file).map_err(|_| ApiError::NotFound(format!("{file}: not found")))?;
     let bytes = if let Some(name) = template_name(&relative) {
         front
             .templates

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use comfyume::auth::{Role, UsersFile, hash_password};
 use comfyume::config::{Config, PoolConfig};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub const PASSWORD: &str = "correct horse";
 

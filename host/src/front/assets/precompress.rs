@@ -5,6 +5,10 @@
 //! markup, fonts without their own compression); a variant is kept only when
 //! it saves at least 5 %; gzip at level 9, brotli at quality 11, which costs
 //! seconds once per install and saves bytes on every attendee's first load.
+//! A debug build uses brotli quality 5: the encoder is generic, so it is
+//! compiled unoptimised inside this crate, and quality 11 then takes ~7
+//! minutes of CPU for the editor (tests and CI install with a debug build);
+//! quality 5 is a few per cent larger and ~20× faster.
 //! Work is spread over the machine's cores, largest files first.
 
 use std::io::Write as _;
@@ -32,8 +36,9 @@ const TEXT: &[&str] = &[
 ];
 /// Below this, the headers cost more than the bytes saved.
 const MIN_BYTES: u64 = 256;
-/// Brotli's best quality and a 4 MiB window (browsers accept up to 16 MiB).
-const BROTLI_QUALITY: u32 = 11;
+/// Brotli's best quality (quality 5 in debug builds, see the module docs)
+/// and a 4 MiB window (browsers accept up to 16 MiB).
+const BROTLI_QUALITY: u32 = if cfg!(debug_assertions) { 5 } else { 11 };
 const BROTLI_LGWIN: u32 = 22;
 
 /// What was written.

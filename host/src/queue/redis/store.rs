@@ -286,6 +286,11 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
         names.sort();
+        if names.is_empty() {
+            // An empty pipeline is an error in redis-rs ("empty command"):
+            // a fresh Redis has no users yet.
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for name in &names {
             pipe.hgetall(self.user_key(name));
