@@ -14,12 +14,15 @@
 //! - [`front`]: the attendee front: the editor's files, the ComfyUI API per user, `/ws`.
 //! - [`paths`]: names from outside resolved inside one folder only.
 //! - [`server`]: the HTTP server (`comfyume serve`).
+//! - [`session`]: the workshop session switch (open, drain, closed).
+//! - [`admin`]: the operator's API (`/admin/api`) and `/metrics`.
 //! - [`worker`]: the GPU-side sidecar (`comfyume worker`).
 //! - [`cli`]: the `comfyume` command line.
 //! - [`tls`]: the TLS provider every outgoing HTTPS client needs.
 
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -29,5 +32,6 @@ pub mod paths;
 pub mod plugins;
 pub mod queue;
 pub mod server;
+pub mod session;
 pub mod tls;
 pub mod worker;

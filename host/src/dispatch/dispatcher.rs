@@ -61,6 +61,8 @@ pub struct Dispatcher {
     /// Callbacks opened at submit, taken by the follow that comes next.
     pub(super) watches: Mutex<HashMap<String, Watch>>,
     wake: Notify,
+    /// The workshop session; nothing is dispatched while it is closed.
+    session: std::sync::OnceLock<Arc<crate::session::Session>>,
 }
 
 impl Dispatcher {
@@ -81,7 +83,19 @@ impl Dispatcher {
             config,
             watches: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            session: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Follows `session`: while it is closed, queued jobs stay queued.
+    /// Without one the dispatcher always runs.
+    pub fn follow_session(&self, session: Arc<crate::session::Session>) {
+        let _ = self.session.set(session);
+        self.wake();
+    }
+
+    fn dispatching(&self) -> bool {
+        self.session.get().is_none_or(|s| s.dispatching())
     }
 
     /// The pools, for the queue's ETA and the admin views.
@@ -93,7 +107,7 @@ impl Dispatcher {
     pub async fn run(self: Arc<Self>) {
         loop {
             let progressed = match self.store.lead(&self.config.host, self.config.lease).await {
-                Ok(true) if self.pools.iter().any(|p| p.has_room()) => {
+                Ok(true) if self.dispatching() && self.pools.iter().any(|p| p.has_room()) => {
                     match self.dispatch_one().await {
                         Ok(progressed) => progressed,
                         Err(e) => {

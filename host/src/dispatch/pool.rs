@@ -31,7 +31,13 @@ impl Pool {
         &self.backend
     }
 
-    pub(super) fn recent_failures(&self) -> u32 {
+    /// Jobs on this pool now.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Failures in the last five minutes.
+    pub fn recent_failures(&self) -> u32 {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         failures.retain(|t| t.elapsed() < Duration::from_secs(300));
         failures.len() as u32

@@ -258,9 +258,26 @@ impl Dispatcher {
         );
         tokio::spawn(async move {
             let mut cancelled = false;
+            // A cancel is an event on the job: react at once rather than at
+            // the next renewal (GPU time is billed while we wait).
+            let mut events = store.events();
+            let mut feed_open = true;
+            let mut renew_at = tokio::time::Instant::now() + lease / 3;
             loop {
-                tokio::time::sleep(lease / 3).await;
-                let _ = store.renew(id, &host, lease).await;
+                tokio::select! {
+                    () = tokio::time::sleep_until(renew_at) => {
+                        let _ = store.renew(id, &host, lease).await;
+                        renew_at = tokio::time::Instant::now() + lease / 3;
+                    }
+                    event = events.recv(), if feed_open => match event {
+                        Ok(event) if event.id != id => continue,
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            feed_open = false;
+                            continue;
+                        }
+                    },
+                }
                 let wants_cancel = store
                     .get(id, Requester::Admin)
                     .await

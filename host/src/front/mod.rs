@@ -73,6 +73,10 @@ pub struct Front {
     pub cold_start_ms: u64,
     /// Queue positions and ETAs, recomputed as the queue moves.
     pub positions: ws::position::Positions,
+    /// The workshop session: prompts are refused unless it is open.
+    pub session: Arc<crate::session::Session>,
+    /// Open websockets per user (the operator's "connected").
+    pub sockets: Mutex<HashMap<String, usize>>,
     /// One lock per user for read-modify-write of their files.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -86,6 +90,7 @@ impl Front {
         dispatcher: Arc<Dispatcher>,
         auth: Arc<Authenticator>,
         catalogue: Arc<catalogue::Catalogue>,
+        session: Arc<crate::session::Session>,
     ) -> Arc<Front> {
         let templates = Arc::new(userdata::Templates::load(&config.attendees.templates_dir));
         let cold_start_ms = config
@@ -109,6 +114,8 @@ impl Front {
             default_running: config.queue.max_running,
             cold_start_ms,
             positions,
+            session,
+            sockets: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
         })
     }
@@ -117,6 +124,22 @@ impl Front {
     pub fn user_dir(&self, user: &Identity) -> Result<PathBuf, ApiError> {
         crate::dispatch::outputs::user_dir(&self.data_dir, &user.name)
             .ok_or_else(|| ApiError::Forbidden("this account name cannot own files".into()))
+    }
+
+    /// Counts a socket of `user` open (`+1`) or closed (`-1`).
+    pub fn socket_opened(&self, user: &str, delta: isize) {
+        let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        let count = sockets.entry(user.to_string()).or_default();
+        *count = count.saturating_add_signed(delta);
+        if *count == 0 {
+            sockets.remove(user);
+        }
+    }
+
+    /// Open websockets of `user`.
+    pub fn sockets_of(&self, user: &str) -> usize {
+        let sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        sockets.get(user).copied().unwrap_or(0)
     }
 
     /// The lock serialising changes to one user's files.

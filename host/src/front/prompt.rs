@@ -111,6 +111,15 @@ async fn submit(Caller(user): Caller, State(front): State<Arc<Front>>, body: Byt
 }
 
 async fn accept(front: &Front, user: &Identity, body: &[u8]) -> Result<Value, PromptError> {
+    if !front.session.accepting() {
+        let mut refusal = PromptError::new(
+            "workshop_not_accepting",
+            "The workshop is not taking new jobs right now (the operator paused it). Your queued jobs are kept; try again when it reopens.",
+            format!("session: {:?}", front.session.get()).to_lowercase(),
+        );
+        refusal.status = StatusCode::CONFLICT;
+        return Err(refusal);
+    }
     let request: Value = serde_json::from_slice(body).map_err(|e| {
         PromptError::new(
             "invalid_prompt",

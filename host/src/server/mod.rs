@@ -20,6 +20,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use crate::admin;
 use crate::auth::{self, Authenticator};
 use crate::config::Config;
 use crate::dispatch::{
@@ -29,6 +30,7 @@ use crate::dispatch::{
 use crate::front::{self, Front, catalogue::Catalogue};
 use crate::plugins::{Registry, registry_from_config};
 use crate::queue::{self, JobStore};
+use crate::session::Session;
 
 /// State shared by every request handler.
 #[derive(Clone)]
@@ -178,6 +180,10 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
     tokio::spawn(dispatcher.clone().run());
     let catalogue = Catalogue::load(&config.server.data_dir);
     tokio::spawn(catalogue.clone().refresh_from(comfyui_clients(&config)));
+    let session = Arc::new(Session::load(&config.server.data_dir));
+    dispatcher.follow_session(session.clone());
+    let settings = admin::LiveSettings::load(&config.server.data_dir);
+    settings.apply(&dispatcher);
     let attendees = Front::new(
         &config,
         queue.clone(),
@@ -185,6 +191,7 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
         dispatcher.clone(),
         auth.clone(),
         catalogue,
+        session.clone(),
     );
     let static_files = front_router(&config).await;
     let state = AppState {
@@ -196,7 +203,10 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
     };
     // The attendee API and the editor's files (whatever no route claims),
     // all behind the login.
-    let app = router(state.clone()).merge(front::router(attendees.clone(), static_files));
+    let operator = admin::Admin::new(&state, attendees.clone(), session, settings);
+    let app = router(state.clone())
+        .merge(admin::router(operator))
+        .merge(front::router(attendees.clone(), static_files));
     Ok(Host {
         app,
         state,

@@ -101,19 +101,44 @@ async fn talk(front: Arc<Front>, user: Identity, sid: String, mut socket: WebSoc
     let mut last_spots = Value::Null;
     let mut teller = Teller::default();
     tracing::debug!("socket open");
+    front.socket_opened(&user.name, 1);
+    relay(
+        &front,
+        &user,
+        &mut socket,
+        &mut events,
+        &mut spots,
+        &mut last_spots,
+        &mut teller,
+    )
+    .await;
+    front.socket_opened(&user.name, -1);
+    tracing::debug!("socket closed");
+}
+
+/// Forwards until the socket or the feed closes.
+async fn relay(
+    front: &Front,
+    user: &Identity,
+    socket: &mut WebSocket,
+    events: &mut tokio::sync::broadcast::Receiver<JobEvent>,
+    spots: &mut tokio::sync::watch::Receiver<Arc<position::Spots>>,
+    last_spots: &mut Value,
+    teller: &mut Teller,
+) {
     loop {
         let outgoing: Vec<Message> = tokio::select! {
             incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Text(body))) => answer(&front, &body).into_iter().collect(),
+                Some(Ok(Message::Text(body))) => answer(front, &body).into_iter().collect(),
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => Vec::new(),
             },
             event = events.recv() => match event {
-                Ok(event) if event.user == user.name => tell(&front, &user, &mut teller, &event).await,
+                Ok(event) if event.user == user.name => tell(front, user, teller, &event).await,
                 Ok(_) => Vec::new(),
                 Err(RecvError::Lagged(skipped)) => {
                     tracing::debug!(skipped, "socket fell behind the job feed");
-                    let remaining = super::jobs::remaining(&front, &user.name).await.unwrap_or(0);
+                    let remaining = super::jobs::remaining(front, &user.name).await.unwrap_or(0);
                     vec![text("status", json!({"status": {"exec_info": {"queue_remaining": remaining}}}))]
                 }
                 Err(RecvError::Closed) => break,
@@ -124,10 +149,10 @@ async fn talk(front: Arc<Front>, user: Identity, sid: String, mut socket: WebSoc
                 }
                 let current = spots.borrow_and_update().clone();
                 let mine = json!(current.get(&user.name));
-                if mine == last_spots {
+                if mine == *last_spots {
                     Vec::new()
                 } else {
-                    last_spots = mine;
+                    *last_spots = mine;
                     vec![queue_message(&current, &user.name)]
                 }
             }
@@ -138,7 +163,6 @@ async fn talk(front: Arc<Front>, user: Identity, sid: String, mut socket: WebSoc
             }
         }
     }
-    tracing::debug!("socket closed");
 }
 
 /// The editor's `feature_flags` gets ours; anything else is ignored.

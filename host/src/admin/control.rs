@@ -1,0 +1,174 @@
+//! The operator's switches: the pools' state, the live settings (the job
+//! wait), and the workshop session.
+//!
+//! Policy: a change takes effect for the next job (the job wait of a job
+//! already on a GPU does not move), is persisted in
+//! `<data>/admin_settings.json` or `<data>/session.json`, and is logged.
+//! The job wait is capped at 6 hours: longer is a stuck job, not a video.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::Admin;
+use crate::dispatch::dispatcher::Dispatcher;
+use crate::front::ApiError;
+use crate::session::SessionState;
+
+/// The longest job wait the operator may set.
+const MAX_JOB_WAIT_SECS: u64 = 6 * 3600;
+
+/// Settings the operator changes while the workshop runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// How long a job may run on a GPU; `None` keeps the configured value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_wait_secs: Option<u64>,
+}
+
+/// The live settings and where they are kept.
+pub struct LiveSettings {
+    current: Mutex<Settings>,
+    file: PathBuf,
+}
+
+impl LiveSettings {
+    /// The settings last saved under `data_dir` (none: the configuration).
+    pub fn load(data_dir: &Path) -> Arc<LiveSettings> {
+        let file = data_dir.join("admin_settings.json");
+        let current = std::fs::read(&file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        Arc::new(LiveSettings {
+            current: Mutex::new(current),
+            file,
+        })
+    }
+
+    /// The settings now.
+    pub fn get(&self) -> Settings {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Applies the saved settings to the dispatcher (at start).
+    pub fn apply(&self, dispatcher: &Dispatcher) {
+        if let Some(secs) = self.get().job_wait_secs {
+            dispatcher.set_job_wait(Duration::from_secs(secs));
+            tracing::info!(job_wait_secs = secs, "job wait set by the operator earlier");
+        }
+    }
+
+    fn save(&self, settings: Settings) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(&settings).map_err(std::io::Error::other)?;
+        let dir = self.file.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = tempfile::NamedTempFile::new_in(dir)?;
+        std::fs::write(tmp.path(), bytes)?;
+        tmp.persist(&self.file).map_err(|e| e.error)?;
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = settings;
+        Ok(())
+    }
+}
+
+/// `GET /admin/api/pools`: each pool's state.
+pub(super) async fn pools(State(admin): State<Arc<Admin>>) -> Json<Value> {
+    let pools: Vec<Value> = admin
+        .state
+        .dispatcher
+        .pools()
+        .iter()
+        .map(|pool| {
+            let info = pool.backend().info();
+            json!({
+                "name": info.name,
+                "gpu": info.gpu,
+                "spot": info.spot,
+                "capacity": info.capacity,
+                "in_flight": pool.in_flight(),
+                "warm": pool.backend().warm(),
+                "recent_failures": pool.recent_failures(),
+                "price_per_hour": info.price_per_hour,
+            })
+        })
+        .collect();
+    Json(json!({ "pools": pools }))
+}
+
+/// `GET /admin/api/settings`: what is in force.
+pub(super) async fn settings(State(admin): State<Arc<Admin>>) -> Json<Value> {
+    Json(json!({
+        "job_wait_secs": admin.state.dispatcher.job_wait().as_secs(),
+        "overrides": admin.settings.get(),
+    }))
+}
+
+/// `PUT /admin/api/settings {"job_wait_secs": N}`.
+pub(super) async fn change_settings(
+    State(admin): State<Arc<Admin>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let change: Settings = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!("expected {{\"job_wait_secs\": seconds}}: {e}"))
+    })?;
+    if let Some(secs) = change.job_wait_secs
+        && !(10..=MAX_JOB_WAIT_SECS).contains(&secs)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "job_wait_secs must be between 10 and {MAX_JOB_WAIT_SECS}"
+        )));
+    }
+    let mut next = admin.settings.get();
+    if change.job_wait_secs.is_some() {
+        next.job_wait_secs = change.job_wait_secs;
+    }
+    admin
+        .settings
+        .save(next.clone())
+        .map_err(|e| ApiError::io("saving the settings", e))?;
+    if let Some(secs) = next.job_wait_secs {
+        admin
+            .state
+            .dispatcher
+            .set_job_wait(Duration::from_secs(secs));
+        tracing::info!(job_wait_secs = secs, "operator changed the job wait");
+    }
+    Ok(settings(State(admin)).await)
+}
+
+/// `GET /admin/api/session`.
+pub(super) async fn session(State(admin): State<Arc<Admin>>) -> Json<Value> {
+    Json(json!({ "state": admin.session.get() }))
+}
+
+#[derive(Deserialize)]
+pub(super) struct Switch {
+    state: SessionState,
+}
+
+/// `PUT /admin/api/session {"state": "open" | "drain" | "closed"}`.
+pub(super) async fn switch_session(
+    State(admin): State<Arc<Admin>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let switch: Switch = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected {{\"state\": \"open\" | \"drain\" | \"closed\"}}: {e}"
+        ))
+    })?;
+    admin
+        .session
+        .set(switch.state)
+        .map_err(|e| ApiError::io("saving the session", e))?;
+    admin.state.dispatcher.wake();
+    Ok(session(State(admin)).await)
+}

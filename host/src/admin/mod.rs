@@ -1,0 +1,92 @@
+//! The operator's API under `/admin/api`, and `/metrics`.
+//!
+//! Policy:
+//! - Every `/admin` route is behind [`crate::auth::require_role`] with
+//!   [`Role::Admin`]: an attendee or instructor gets a 403, a stranger a 401.
+//! - The API changes the running host without a restart: plugins are
+//!   uploaded, checked (the same conformance run as `comfyume plugin
+//!   check`), activated and rolled back; the job wait changes for the next
+//!   job; the session opens, drains or closes. Live settings are persisted
+//!   in `<data>/admin_settings.json` so a restart keeps them.
+//! - The operator may act on any job (cancel), and sees every attendee's
+//!   jobs; everything else here is read-only views over the queue, pools,
+//!   plugins and logins.
+//! - `/metrics` is Prometheus text without a login (scrapers have none); it
+//!   carries counts only, never a name or a prompt.
+//!
+//! Not built yet (issue 6): the dashboard pages, shadow runs of a candidate
+//! scheduler, costs and budget caps, the outputs export, backups to S3,
+//! pool switching and pre-warm, the OpenAPI document.
+
+mod attendees;
+mod control;
+mod jobs;
+mod metrics;
+mod plugins;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::auth::{Role, require_role};
+use crate::front::Front;
+use crate::server::AppState;
+use crate::session::Session;
+
+pub use control::LiveSettings;
+
+/// What the operator's routes share.
+pub struct Admin {
+    state: AppState,
+    front: Arc<Front>,
+    session: Arc<Session>,
+    settings: Arc<LiveSettings>,
+}
+
+impl Admin {
+    /// The operator's API over the host's state.
+    pub fn new(
+        state: &AppState,
+        front: Arc<Front>,
+        session: Arc<Session>,
+        settings: Arc<LiveSettings>,
+    ) -> Arc<Admin> {
+        Arc::new(Admin {
+            state: state.clone(),
+            front,
+            session,
+            settings,
+        })
+    }
+}
+
+/// `/admin/api/…` behind the admin login, and `/metrics`.
+pub fn router(admin: Arc<Admin>) -> Router {
+    let api = Router::new()
+        .route("/jobs", get(jobs::list))
+        .route("/jobs/{id}", get(jobs::detail))
+        .route("/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/attendees", get(attendees::list))
+        .route("/plugins", get(plugins::status).post(plugins::upload))
+        .route("/plugins/{hash}/activate", post(plugins::activate))
+        .route("/plugins/slots/{slot}/rollback", post(plugins::rollback))
+        .route("/pools", get(control::pools))
+        .route(
+            "/settings",
+            get(control::settings).put(control::change_settings),
+        )
+        .route(
+            "/session",
+            get(control::session).put(control::switch_session),
+        )
+        .layer(plugins::body_limit())
+        .layer(require_role(admin.state.auth.clone(), Role::Admin))
+        .with_state(admin.clone());
+    Router::new()
+        .nest("/admin/api", api)
+        .route("/metrics", get(metrics::render))
+        .route("/healthz", get(metrics::healthz))
+        .route("/readyz", get(metrics::readyz))
+        .with_state(admin)
+}
