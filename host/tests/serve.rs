@@ -22,29 +22,41 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-#[test]
-fn serve_starts_on_the_embedded_default_and_stops_on_sigterm() {
-    let data = tempfile::tempdir().unwrap();
+/// `comfyume serve` on a free loopback port with `data` as its data
+/// folder and working folder (so no config file), plus `env`.
+fn spawn_serve(
+    data: &std::path::Path,
+    env: &[(&str, &std::path::Path)],
+) -> (u16, std::process::Child) {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_comfyume"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_comfyume"));
+    command
         .arg("serve")
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data")
-        .arg(data.path())
+        .arg(data)
         // No config file: run from a folder without config/comfyume.toml.
-        .current_dir(data.path())
+        .current_dir(data)
         .env("COMFYUME_LOG", "warn")
         // Tests never reach the internet: no frontend install on first start.
         .env("COMFYUME_FRONTEND__AUTO_INSTALL", "false")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    (port, command.spawn().unwrap())
+}
+
+#[test]
+fn serve_starts_on_the_embedded_default_and_stops_on_sigterm() {
+    let data = tempfile::tempdir().unwrap();
+    let (port, mut child) = spawn_serve(data.path(), &[]);
     let started = Instant::now();
     let (status, body) = loop {
         if let Some(answer) = get(port, "/health") {
@@ -152,26 +164,13 @@ fn serve_speaks_https_with_a_configured_certificate() {
     let key = data.path().join("key.pem");
     std::fs::write(&cert, certified.cert.pem()).unwrap();
     std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_comfyume"))
-        .arg("serve")
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data")
-        .arg(data.path())
-        .current_dir(data.path())
-        .env("COMFYUME_LOG", "warn")
-        .env("COMFYUME_FRONTEND__AUTO_INSTALL", "false")
-        .env("COMFYUME_SERVER__TLS_CERT", &cert)
-        .env("COMFYUME_SERVER__TLS_KEY", &key)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (port, mut child) = spawn_serve(
+        data.path(),
+        &[
+            ("COMFYUME_SERVER__TLS_CERT", cert.as_path()),
+            ("COMFYUME_SERVER__TLS_KEY", key.as_path()),
+        ],
+    );
     comfyume::tls::install_provider();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = reqwest::Client::builder()

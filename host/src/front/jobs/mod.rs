@@ -45,35 +45,26 @@ pub fn router() -> Router<Arc<Front>> {
         .route("/interrupt", post(interrupt))
 }
 
+/// `user`'s newest jobs (up to [`SCAN`]), as stored.
+async fn listed(front: &Front, user: &str) -> Result<Vec<Job>, ApiError> {
+    let page = Page {
+        offset: 0,
+        limit: SCAN,
+    };
+    Ok(front.queue.list_user(user, page).await?)
+}
+
 /// The caller's jobs, newest first, without the hidden ones.
 async fn own_jobs(front: &Front, user: &str) -> Result<Vec<Job>, ApiError> {
-    let jobs = front
-        .queue
-        .list_user(
-            user,
-            Page {
-                offset: 0,
-                limit: SCAN,
-            },
-        )
-        .await?;
     let hidden = Hidden::load(front, user).await?;
+    let jobs = listed(front, user).await?;
     Ok(jobs.into_iter().filter(|j| !hidden.hides(j)).collect())
 }
 
 /// How many of `user`'s jobs are not finished (the editor's
 /// `queue_remaining`).
 pub async fn remaining(front: &Front, user: &str) -> Result<usize, ApiError> {
-    let jobs = front
-        .queue
-        .list_user(
-            user,
-            Page {
-                offset: 0,
-                limit: SCAN,
-            },
-        )
-        .await?;
+    let jobs = listed(front, user).await?;
     Ok(jobs.iter().filter(|j| !j.state.is_terminal()).count())
 }
 
