@@ -514,3 +514,37 @@ async fn a_wrong_password_burst_is_refused_then_rate_limited() {
     );
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_job_shows_its_place_and_an_eta_on_the_socket() {
+    // One GPU, 1 s per step: the second job waits behind the first.
+    let host = attendee::start_with(|config| {
+        if let Some(pool) = config.pools.get_mut("rehearsal") {
+            pool.capacity = 1;
+            pool.step_ms = 1000;
+        }
+    })
+    .await;
+    let mut ann = connect(&host, "ann").await;
+    frames(&mut ann, Duration::from_secs(5), |_| true).await;
+    let (first, _) = host.submit("ann", json!({"prompt": flux_prompt()})).await;
+    let (second, answer) = host.submit("ann", json!({"prompt": flux_prompt()})).await;
+    assert_eq!((first, second), (200, 200), "{answer}");
+    let number = answer["number"].as_u64().expect("number");
+    let seen = frames(&mut ann, Duration::from_secs(20), |m| {
+        m["type"] == "comfyume.queue"
+            && m["data"]["jobs"]
+                .as_array()
+                .is_some_and(|jobs| jobs.iter().any(|j| j["number"] == number))
+    })
+    .await;
+    let queue = seen
+        .iter()
+        .rev()
+        .find(|m| m["type"] == "comfyume.queue")
+        .unwrap_or_else(|| panic!("no queue message in {seen:?}"));
+    let spot = &queue["data"]["jobs"][0];
+    assert_eq!(spot["number"], number, "{queue}");
+    assert_eq!(spot["position"], 1, "{queue}");
+    assert!(spot["eta_seconds"].as_u64().is_some(), "{queue}");
+}
