@@ -66,6 +66,12 @@ async fn upgrade(
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     upgrade
         .max_message_size(MAX_INCOMING)
+        // The editor's messages are small and ours are sent one at a time:
+        // 4 KiB buffers instead of tungstenite's 128 KiB ones are most of
+        // what a thousand idle sockets cost (see docs/benchmarks.md).
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1 << 20)
         .on_upgrade(move |socket| async move {
             let span = tracing::info_span!("ws", user = %user.name, sid = %sid);
             tracing::Instrument::instrument(talk(front, user, sid, socket), span).await
