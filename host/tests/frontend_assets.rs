@@ -604,17 +604,19 @@ async fn serve_installs_on_first_start_and_serves_the_editor_beside_health() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_comfyume"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(data.path())
-        .current_dir(data.path())
-        .env("COMFYUME_FRONTEND__INDEX_URL", &index)
-        .env("COMFYUME_FRONTEND__VERSION", VERSION)
-        .env("COMFYUME_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_comfyume"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(data.path())
+            .current_dir(data.path())
+            .env("COMFYUME_FRONTEND__INDEX_URL", &index)
+            .env("COMFYUME_FRONTEND__VERSION", VERSION)
+            .env("COMFYUME_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     comfyume::tls::install_provider();
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
@@ -632,7 +634,7 @@ async fn serve_installs_on_first_start_and_serves_the_editor_beside_health() {
             started.elapsed() < Duration::from_secs(60),
             "serve never answered"
         );
-        assert!(child.try_wait().unwrap().is_none(), "serve exited early");
+        assert!(child.0.try_wait().unwrap().is_none(), "serve exited early");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(root.status(), 200);
@@ -643,6 +645,14 @@ async fn serve_installs_on_first_start_and_serves_the_editor_beside_health() {
     let health = http.get(format!("{base}/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     assert!(data.path().join("frontend/9.9.9/installed.json").exists());
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+/// Stops the child `serve` even when an assertion fails first.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
