@@ -8,6 +8,8 @@
 //! refused. A path that passes is then resolved with symlinks followed and
 //! must still be inside the folder: a symlink an attendee could not have
 //! made, but an operator might, never leads out.
+//!
+//! Files written here ([`write_atomic`]) appear whole or not at all.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -72,6 +74,19 @@ pub async fn parent_stays_inside(root: &Path, path: &Path) -> bool {
         ancestor = dir.parent();
     }
     false
+}
+
+/// Writes `bytes` to `path` so that a reader sees the old file or the new
+/// one, never half of it: a temporary file in the same folder (created if
+/// missing), then a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 #[cfg(test)]

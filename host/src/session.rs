@@ -89,11 +89,7 @@ impl Session {
     pub fn set(&self, state: SessionState) -> std::io::Result<()> {
         if let Some(file) = &self.file {
             let bytes = serde_json::to_vec(&Stored { state }).map_err(std::io::Error::other)?;
-            let dir = file.parent().unwrap_or(Path::new("."));
-            std::fs::create_dir_all(dir)?;
-            let tmp = tempfile::NamedTempFile::new_in(dir)?;
-            std::fs::write(tmp.path(), bytes)?;
-            tmp.persist(file).map_err(|e| e.error)?;
+            crate::paths::write_atomic(file, &bytes)?;
         }
         self.state.store(state.to_u8(), Ordering::SeqCst);
         tracing::info!(?state, "workshop session switched");

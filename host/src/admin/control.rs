@@ -70,11 +70,7 @@ impl LiveSettings {
 
     fn save(&self, settings: Settings) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(&settings).map_err(std::io::Error::other)?;
-        let dir = self.file.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let tmp = tempfile::NamedTempFile::new_in(dir)?;
-        std::fs::write(tmp.path(), bytes)?;
-        tmp.persist(&self.file).map_err(|e| e.error)?;
+        crate::paths::write_atomic(&self.file, &bytes)?;
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = settings;
         Ok(())
     }

@@ -66,7 +66,7 @@ pub async fn store(
                 Some((sub, _)) => user_dir.join(sub),
                 None => user_dir.clone(),
             };
-            write_file(&folder, &filename, &bytes)
+            crate::paths::write_atomic(&folder.join(&filename), &bytes)
                 .map_err(|e| StoreFailure::Failed(format!("storing {filename}: {e}")))?;
             outputs.push(Output {
                 node_id: node.clone(),
@@ -78,13 +78,4 @@ pub async fn store(
         }
     }
     Ok(outputs)
-}
-
-fn write_file(folder: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    std::fs::create_dir_all(folder)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(folder)?;
-    tmp.write_all(bytes)?;
-    tmp.persist(folder.join(name)).map_err(|e| e.error)?;
-    Ok(())
 }

@@ -105,12 +105,7 @@ impl Catalogue {
     pub fn replace(&self, json: Vec<u8>, source: String) -> anyhow::Result<()> {
         let loaded = Loaded::parse(json, source)?;
         if let Some(file) = &self.cache_file {
-            if let Some(dir) = file.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let mut tmp = tempfile::NamedTempFile::new_in(file.parent().unwrap_or(Path::new(".")))?;
-            tmp.write_all(&loaded.json)?;
-            tmp.persist(file).map_err(|e| e.error)?;
+            crate::paths::write_atomic(file, &loaded.json)?;
         }
         tracing::info!(nodes = loaded.nodes.len(), source = %loaded.source, "node catalogue updated");
         self.current.store(Arc::new(loaded));

@@ -69,8 +69,6 @@ pub struct Front {
     pub default_pending: u32,
     /// Default running cap for a user the queue has not seen.
     pub default_running: u32,
-    /// Estimated cold start of the pools, for the ETA.
-    pub cold_start_ms: u64,
     /// Queue positions and ETAs, recomputed as the queue moves.
     pub positions: ws::position::Positions,
     /// The workshop session: prompts are refused unless it is open.
@@ -112,7 +110,6 @@ impl Front {
             limits: config.attendees.clone(),
             default_pending: config.queue.max_pending,
             default_running: config.queue.max_running,
-            cold_start_ms,
             positions,
             session,
             sockets: Mutex::new(HashMap::new()),
@@ -221,16 +218,8 @@ pub(crate) async fn read_json_file(path: &Path) -> Result<Option<serde_json::Val
 /// Writes `bytes` to `path` atomically (temporary file, then rename).
 pub(crate) async fn write_atomic(path: &Path, bytes: Vec<u8>) -> Result<(), ApiError> {
     let path = path.to_owned();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Write as _;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.write_all(&bytes)?;
-        tmp.persist(&path).map_err(|e| e.error)?;
-        Ok::<_, std::io::Error>(())
-    })
-    .await
-    .map_err(|e| ApiError::Unavailable(format!("writing your data: {e}")))?
-    .map_err(|e| ApiError::io("writing your data", e))
+    tokio::task::spawn_blocking(move || crate::paths::write_atomic(&path, &bytes))
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("writing your data: {e}")))?
+        .map_err(|e| ApiError::io("writing your data", e))
 }
