@@ -2,7 +2,10 @@
 //! in; jobs of every attendee are visible and cancellable; a plugin is
 //! uploaded, checked, activated and rolled back while the host runs, and a
 //! hostile one is refused; the job wait changes for the next job; the
-//! session drains; `/metrics` parses as Prometheus text.
+//! session drains; `/metrics` parses as Prometheus text; jobs are
+//! reprioritised and retried; the budget holds dispatch. Swapping the
+//! scheduler under load, shadow runs and a hostile scheduler forced past
+//! the check are in `admin_api/swap.rs`.
 
 #[path = "common/attendee.rs"]
 mod attendee;
@@ -15,9 +18,17 @@ use comfyume::auth::{Role, UsersFile, hash_password};
 use comfyume::plugins::builtin;
 use serde_json::{Value, json};
 
+#[path = "admin_api/swap.rs"]
+mod swap;
+
 /// A host with the admin `boss` beside `ann` and `bob`; `step_ms` per
 /// rehearsal sampling step (long to keep a job on the GPU).
 async fn start(step_ms: u64) -> Running {
+    start_with(step_ms, |_| {}).await
+}
+
+/// [`start`] with a further change to the configuration.
+async fn start_with(step_ms: u64, tweak: impl FnOnce(&mut comfyume::config::Config)) -> Running {
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
     let cheap = argon2::Params::new(8, 1, 1, None).expect("params");
     let hash = hash_password(PASSWORD, &cheap).expect("hash");
@@ -26,6 +37,7 @@ async fn start(step_ms: u64) -> Running {
         if let Some(pool) = config.pools.get_mut("rehearsal") {
             pool.step_ms = step_ms;
         }
+        tweak(config);
     })
     .await
 }
@@ -271,4 +283,168 @@ async fn metrics_parse_as_prometheus_text_and_probes_answer() {
         let response = host.http.get(host.url(probe)).send().await.expect("probe");
         assert_eq!(response.status(), 200, "{probe}");
     }
+}
+
+/// Waits until the operator sees job `id` in `state`.
+async fn wait_state(host: &Running, id: u64, state: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let job = host.json("boss", &format!("/admin/api/jobs/{id}")).await;
+        if job["state"] == state {
+            return job;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "job {id} never {state}: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_moves_a_waiting_job_to_the_instructor_lane_and_retries_a_failed_one() {
+    // One slot and 4 × 300 ms steps: the first job holds the GPU while the
+    // operator reorders the others.
+    let host = start_with(300, |config| {
+        if let Some(pool) = config.pools.get_mut("rehearsal") {
+            pool.capacity = 1;
+        }
+    })
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (status, answer) = host.submit("ann", json!({"prompt": flux_prompt()})).await;
+        assert_eq!(status, 200, "{answer}");
+        ids.push(answer["number"].as_u64().expect("number"));
+    }
+    wait_state(&host, ids[0], "running").await;
+    let priority = |id: u64, body: Value| {
+        host.post("boss", &format!("/admin/api/jobs/{id}/priority"))
+            .json(&body)
+    };
+    let (status, moved) = send(priority(ids[2], json!({"priority": "instructor"}))).await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["priority"], "instructor");
+    let (status, body) = send(priority(ids[0], json!({"priority": "low"}))).await;
+    assert_eq!(status, 409, "a running job cannot be moved: {body}");
+    let (status, _) = send(priority(ids[1], json!({"priority": "urgent"}))).await;
+    assert_eq!(status, 400);
+    let (status, _) = send(
+        host.post("ann", &format!("/admin/api/jobs/{}/priority", ids[1]))
+            .json(&json!({"priority": "instructor"})),
+    )
+    .await;
+    assert_eq!(status, 403, "an attendee cannot jump the queue");
+
+    // The instructor lane goes next: job 3 is claimed before job 2.
+    let third = wait_state(&host, ids[2], "succeeded").await;
+    let second = host
+        .json("boss", &format!("/admin/api/jobs/{}", ids[1]))
+        .await;
+    let claimed = |job: &Value| {
+        job["history"]
+            .as_array()
+            .and_then(|h| h.iter().find(|t| t["state"] == "leased"))
+            .and_then(|t| t["at_ms"].as_u64())
+    };
+    assert!(
+        claimed(&second).is_none_or(|t| t > claimed(&third).expect("claimed")),
+        "the moved job ran first: {second} / {third}"
+    );
+    assert!(
+        third
+            .to_string()
+            .contains("normal → instructor by the operator"),
+        "{third}"
+    );
+
+    // Cancel the waiting one, retry it: a new job of the same attendee.
+    let (status, _) = send(host.post("boss", &format!("/admin/api/jobs/{}/cancel", ids[1]))).await;
+    assert_eq!(status, 200);
+    wait_state(&host, ids[1], "cancelled").await;
+    let (status, body) =
+        send(host.post("boss", &format!("/admin/api/jobs/{}/retry", ids[2]))).await;
+    assert_eq!(status, 409, "a job that succeeded is not retried: {body}");
+    let (status, retried) =
+        send(host.post("boss", &format!("/admin/api/jobs/{}/retry", ids[1]))).await;
+    assert_eq!(status, 200, "{retried}");
+    assert_eq!(
+        (retried["user"].clone(), retried["retry_of"].clone()),
+        (json!("ann"), json!(ids[1]))
+    );
+    let prompt_id = retried["prompt_id"].as_str().expect("prompt id");
+    let job = host.finished("ann", prompt_id).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let (status, _) = send(host.post("boss", "/admin/api/jobs/999999/retry")).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn costs_are_summed_per_attendee_and_pool_and_a_spent_budget_holds_dispatch() {
+    let host = start_with(5, |config| {
+        if let Some(pool) = config.pools.get_mut("rehearsal") {
+            pool.price_per_hour = 3600.0;
+        }
+    })
+    .await;
+    for user in ["ann", "bob"] {
+        let (_, answer) = host.submit(user, json!({"prompt": flux_prompt()})).await;
+        host.finished(user, answer["prompt_id"].as_str().expect("id"))
+            .await;
+    }
+    let costs = host.json("boss", "/admin/api/costs").await;
+    let total = costs["total"]["cost"].as_f64().expect("total");
+    let gpu = costs["total"]["gpu_seconds"].as_f64().expect("gpu");
+    assert!(gpu > 0.0, "{costs}");
+    assert!(
+        (total - gpu).abs() < 1e-6,
+        "price 3600/h = 1 per GPU-second: {costs}"
+    );
+    assert_eq!(costs["total"]["jobs"], 2);
+    let users = costs["users"].as_array().expect("users");
+    assert_eq!(users.len(), 2, "{costs}");
+    assert!(users.iter().all(|u| u["jobs"] == 1));
+    assert_eq!(costs["pools"][0]["pool"], "rehearsal");
+    assert_eq!(costs["budget"]["reached"], false);
+    assert_eq!(
+        host.get("ann", "/admin/api/costs")
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        403
+    );
+
+    // A budget already spent holds dispatch at once; a new job waits.
+    let put = |body: Value| {
+        host.http
+            .put(host.url("/admin/api/settings"))
+            .basic_auth("boss", Some(PASSWORD))
+            .json(&body)
+    };
+    let (status, body) = send(put(json!({"budget": total / 2.0}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["dispatch_held"]
+            .as_str()
+            .expect("held")
+            .contains("budget"),
+        "{body}"
+    );
+    let (status, answer) = host.submit("ann", json!({"prompt": flux_prompt()})).await;
+    assert_eq!(status, 200, "attendees can still queue: {answer}");
+    let id = answer["number"].as_u64().expect("number");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let job = host.json("boss", &format!("/admin/api/jobs/{id}")).await;
+    assert_eq!(job["state"], "queued", "held by the budget: {job}");
+    let costs = host.json("boss", "/admin/api/costs").await;
+    assert_eq!(costs["budget"]["reached"], true, "{costs}");
+
+    // Removing the budget releases it.
+    let (status, body) = send(put(json!({"budget": 0}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["dispatch_held"].is_null(), "{body}");
+    wait_state(&host, id, "succeeded").await;
+    let (status, _) = send(put(json!({"budget": "lots"}))).await;
+    assert_eq!(status, 400);
 }

@@ -1,5 +1,5 @@
 //! The operator's switches: the pools' state, the live settings (the job
-//! wait), and the workshop session.
+//! wait, the budget), and the workshop session.
 //!
 //! Policy: a change takes effect for the next job (the job wait of a job
 //! already on a GPU does not move), is persisted in
@@ -30,6 +30,11 @@ pub struct Settings {
     /// How long a job may run on a GPU; `None` keeps the configured value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_wait_secs: Option<u64>,
+    /// The most the day may cost (in the pools' price unit); dispatch is
+    /// held once it is spent ([`super::costs`]). In a change, zero or less
+    /// removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<f64>,
 }
 
 /// The live settings and where they are kept.
@@ -104,6 +109,8 @@ pub(super) async fn pools(State(admin): State<Arc<Admin>>) -> Json<Value> {
 pub(super) async fn settings(State(admin): State<Arc<Admin>>) -> Json<Value> {
     Json(json!({
         "job_wait_secs": admin.state.dispatcher.job_wait().as_secs(),
+        "budget": admin.settings.get().budget,
+        "dispatch_held": admin.state.dispatcher.held(),
         "overrides": admin.settings.get(),
     }))
 }
@@ -114,7 +121,9 @@ pub(super) async fn change_settings(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let change: Settings = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::BadRequest(format!("expected {{\"job_wait_secs\": seconds}}: {e}"))
+        ApiError::BadRequest(format!(
+            "expected {{\"job_wait_secs\": seconds, \"budget\": amount}}: {e}"
+        ))
     })?;
     if let Some(secs) = change.job_wait_secs
         && !(10..=MAX_JOB_WAIT_SECS).contains(&secs)
@@ -123,9 +132,18 @@ pub(super) async fn change_settings(
             "job_wait_secs must be between 10 and {MAX_JOB_WAIT_SECS}"
         )));
     }
+    if let Some(budget) = change.budget
+        && !budget.is_finite()
+    {
+        return Err(ApiError::BadRequest("budget must be a number".into()));
+    }
     let mut next = admin.settings.get();
     if change.job_wait_secs.is_some() {
         next.job_wait_secs = change.job_wait_secs;
+    }
+    if let Some(budget) = change.budget {
+        next.budget = (budget > 0.0).then_some(budget);
+        tracing::info!(budget = ?next.budget, "operator changed the budget");
     }
     admin
         .settings
@@ -137,6 +155,9 @@ pub(super) async fn change_settings(
             .dispatcher
             .set_job_wait(Duration::from_secs(secs));
         tracing::info!(job_wait_secs = secs, "operator changed the job wait");
+    }
+    if change.budget.is_some() {
+        super::costs::enforce(&admin).await?;
     }
     Ok(settings(State(admin)).await)
 }

@@ -1,5 +1,10 @@
 //! Every attendee's jobs, for the operator: list with filters, the full
-//! transition history, cancel.
+//! transition history, cancel, reprioritise, retry.
+//!
+//! Policy: reprioritise moves a job that is still waiting (a job already on
+//! its way to a GPU is a 409); retry re-submits a finished job that did not
+//! succeed as a new job of the same attendee with a new prompt id, under
+//! the attendee's usual caps, and leaves the old one as it was.
 
 use std::sync::Arc;
 
@@ -11,7 +16,9 @@ use serde_json::{Value, json};
 use super::Admin;
 use crate::auth::UsersFile;
 use crate::front::ApiError;
-use crate::queue::{CancelOutcome, Job, JobId, JobState, Page, Requester};
+use crate::queue::{
+    CancelOutcome, Job, JobId, JobState, NewJob, Page, Priority, Requester, StoreError,
+};
 
 #[derive(Deserialize)]
 pub(super) struct Filter {
@@ -147,4 +154,74 @@ pub(super) async fn cancel(
             CancelOutcome::AlreadyFinished => "already_finished",
         }
     })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct Reprioritise {
+    priority: Priority,
+}
+
+/// `POST /admin/api/jobs/{id}/priority {"priority": "instructor" | "high" |
+/// "normal" | "low"}`.
+pub(super) async fn reprioritise(
+    State(admin): State<Arc<Admin>>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let id = job_id(&id)?;
+    let change: Reprioritise = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected {{\"priority\": \"instructor\" | \"high\" | \"normal\" | \"low\"}}: {e}"
+        ))
+    })?;
+    let job = match admin.state.queue.reprioritise(id, change.priority).await {
+        Err(StoreError::InvalidTransition { state, .. }) => {
+            return Err(ApiError::Conflict(format!(
+                "job {id} is {state:?} and no longer waiting: only a queued job can be moved"
+            )));
+        }
+        other => other?,
+    };
+    tracing::info!(job = id, user = %job.user, priority = job.priority.name(), "operator reprioritised a job");
+    admin.front.positions.nudge();
+    admin.state.dispatcher.wake();
+    Ok(Json(summary(&job)))
+}
+
+/// `POST /admin/api/jobs/{id}/retry`: the same prompt again, as a new job.
+pub(super) async fn retry(
+    State(admin): State<Arc<Admin>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = job_id(&id)?;
+    let old = admin.state.queue.get(id, Requester::Admin).await?;
+    if !matches!(
+        old.state,
+        JobState::Failed | JobState::Dead | JobState::Cancelled
+    ) {
+        return Err(ApiError::Conflict(format!(
+            "job {id} is {}: only a failed, dead or cancelled job can be retried",
+            old.state.as_str()
+        )));
+    }
+    let payload = admin.state.queue.payload(id).await?;
+    let job = admin
+        .state
+        .queue
+        .enqueue(NewJob {
+            user: old.user.clone(),
+            prompt_id: uuid::Uuid::new_v4().to_string(),
+            client_id: old.client_id.clone(),
+            priority: old.priority,
+            workflow_kind: old.workflow_kind.clone(),
+            cost: old.cost,
+            payload,
+        })
+        .await?;
+    tracing::info!(job = job.id, retry_of = id, user = %job.user, prompt_id = %job.prompt_id, "operator retried a job");
+    admin.front.positions.nudge();
+    admin.state.dispatcher.wake();
+    let mut body = summary(&job);
+    body["retry_of"] = json!(id);
+    Ok(Json(body))
 }

@@ -14,12 +14,12 @@
 //! - `/metrics` is Prometheus text without a login (scrapers have none); it
 //!   carries counts only, never a name or a prompt.
 //!
-//! Not built yet (issue 6): the dashboard pages, shadow runs of a candidate
-//! scheduler, costs and budget caps, the outputs export, backups to S3,
-//! pool switching and pre-warm, the OpenAPI document.
+//! Not built yet (issue 6): the outputs export, backups to S3, pool
+//! switching and pre-warm, the OpenAPI document.
 
 mod attendees;
 mod control;
+mod costs;
 mod jobs;
 mod metrics;
 mod plugins;
@@ -27,7 +27,7 @@ mod plugins;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use crate::auth::{Role, require_role};
 use crate::front::Front;
@@ -35,6 +35,7 @@ use crate::server::AppState;
 use crate::session::Session;
 
 pub use control::LiveSettings;
+pub use costs::budget_loop;
 
 /// What the operator's routes share.
 pub struct Admin {
@@ -67,11 +68,18 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/jobs", get(jobs::list))
         .route("/jobs/{id}", get(jobs::detail))
         .route("/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/jobs/{id}/priority", post(jobs::reprioritise))
+        .route("/jobs/{id}/retry", post(jobs::retry))
         .route("/attendees", get(attendees::list))
         .route("/plugins", get(plugins::status).post(plugins::upload))
         .route("/plugins/{hash}/activate", post(plugins::activate))
         .route("/plugins/slots/{slot}/rollback", post(plugins::rollback))
+        .route(
+            "/plugins/shadow",
+            put(plugins::set_shadow).delete(plugins::clear_shadow),
+        )
         .route("/pools", get(control::pools))
+        .route("/costs", get(costs::render))
         .route(
             "/settings",
             get(control::settings).put(control::change_settings),

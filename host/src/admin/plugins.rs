@@ -1,10 +1,12 @@
 //! Plugins at runtime: upload a component, see its check report, activate
-//! it into its slot, roll a slot back.
+//! it into its slot, roll a slot back, run a candidate scheduler in shadow.
 //!
 //! Policy: an upload is capped (`MAX_UPLOAD`), compiled with the limits the
 //! configuration gives its name and slot, and run through the same
 //! conformance fixtures as `comfyume plugin check`; a component that fails
-//! them is refused (422, with the report) and never becomes activatable.
+//! them is refused (422, with the report), is not kept and can never be
+//! activated — unless the operator explicitly overrides the check
+//! (`?override=unchecked`), which is logged and answered with what failed.
 //! Activation and rollback are atomic swaps: calls in flight finish on the
 //! version they started with.
 
@@ -12,13 +14,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::Admin;
 use crate::front::ApiError;
+use crate::plugins::RegistryError;
 use crate::plugins::check::{check, first_failure, kind_name};
 
 /// The largest component accepted (Python and JavaScript ones are 12–18 MB).
@@ -29,14 +32,65 @@ pub(super) fn body_limit() -> DefaultBodyLimit {
     DefaultBodyLimit::max(MAX_UPLOAD)
 }
 
-/// `GET /admin/api/plugins`: every slot.
+/// `GET /admin/api/plugins`: every slot, and the shadow run.
 pub(super) async fn status(State(admin): State<Arc<Admin>>) -> Json<Value> {
-    Json(json!({ "slots": admin.state.plugins.status() }))
+    Json(json!({
+        "slots": admin.state.plugins.status(),
+        "shadow": admin.state.plugins.shadow().status(),
+    }))
 }
 
-/// `POST /admin/api/plugins` with the `.wasm` as the body.
+#[derive(serde::Deserialize)]
+pub(super) struct ShadowRequest {
+    hash: String,
+}
+
+/// `PUT /admin/api/plugins/shadow {"hash": H}`: run the uploaded scheduler
+/// `H` in shadow beside the active one (fresh counts).
+pub(super) async fn set_shadow(
+    State(admin): State<Arc<Admin>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request: ShadowRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected {{\"hash\": the uploaded scheduler's hash}}: {e}"
+        ))
+    })?;
+    let status = admin
+        .state
+        .plugins
+        .set_shadow(&request.hash)
+        .map_err(|e| match e {
+            RegistryError::UnknownHash(_) => ApiError::NotFound(e.to_string()),
+            other => ApiError::BadRequest(other.to_string()),
+        })?;
+    tracing::info!(candidate = ?status.label, "shadow scheduler set");
+    Ok(Json(json!({ "shadow": status })))
+}
+
+/// `DELETE /admin/api/plugins/shadow`: stop the shadow run; answers with
+/// its final counts.
+pub(super) async fn clear_shadow(State(admin): State<Arc<Admin>>) -> Json<Value> {
+    let last = admin.state.plugins.shadow().clear();
+    tracing::info!(candidate = ?last.as_ref().and_then(|s| s.label.clone()), "shadow scheduler stopped");
+    Json(json!({ "shadow": last }))
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct UploadOptions {
+    /// `unchecked`: admit the component even if it fails the check.
+    #[serde(rename = "override")]
+    override_check: Option<String>,
+}
+
+/// `POST /admin/api/plugins[?override=unchecked]` with the `.wasm` as the
+/// body. A component that fails the check is refused (422) and not kept,
+/// unless the operator overrides: then it is admitted (201, with
+/// `check_failed`) and, once activated, its slot's failure policy and the
+/// built-in default stand between it and the workshop.
 pub(super) async fn upload(
     State(admin): State<Arc<Admin>>,
+    Query(options): Query<UploadOptions>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     if body.is_empty() {
@@ -44,16 +98,28 @@ pub(super) async fn upload(
             "send the component (.wasm) as the request body".into(),
         ));
     }
+    let forced = match options.override_check.as_deref() {
+        None => false,
+        Some("unchecked") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "override={other:?}: the only override is `unchecked`"
+            )));
+        }
+    };
     let registry = admin.state.plugins.clone();
     let table = admin.state.config.plugins.limits_table();
     let outcome = tokio::task::spawn_blocking(move || {
-        let plugin = registry.load_with(&body, &table)?;
+        let plugin = registry.compile_with(&body, &table)?;
         let report = check(&plugin);
-        Ok::<_, crate::plugins::RegistryError>((plugin, report))
+        let failure = first_failure(&report);
+        // Only a checked component (or an explicit override) is kept.
+        let admitted = (failure.is_none() || forced).then(|| registry.admit(plugin));
+        Ok::<_, crate::plugins::RegistryError>((admitted, report, failure))
     })
     .await
     .map_err(|e| ApiError::Unavailable(format!("checking the plugin: {e}")))?;
-    let (plugin, report) = match outcome {
+    let (admitted, report, failure) = match outcome {
         Ok(found) => found,
         Err(error) => {
             return Ok((
@@ -63,17 +129,25 @@ pub(super) async fn upload(
                 .into_response());
         }
     };
-    let failure = first_failure(&report);
-    let report = serde_json::to_value(&report).unwrap_or(Value::Null);
-    if let Some(failure) = failure {
-        tracing::warn!(plugin = %plugin.label(), %failure, "uploaded plugin refused by the check");
+    let label = format!("{}@{}", report.plugin.name, report.plugin.version);
+    let report_json = serde_json::to_value(&report).unwrap_or(Value::Null);
+    let Some(plugin) = admitted else {
+        let failure = failure.unwrap_or_default();
+        tracing::warn!(plugin = %label, %failure, "uploaded plugin refused by the check");
         return Ok((
             StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({"error": format!("{} failed the check: {failure}", plugin.label()), "report": report})),
+            Json(json!({"error": format!("{label} failed the check: {failure}"), "report": report_json})),
         )
             .into_response());
+    };
+    match &failure {
+        Some(failure) => {
+            tracing::warn!(plugin = %plugin.label(), hash = %plugin.hash(), %failure, "plugin admitted WITHOUT passing the check (operator override)")
+        }
+        None => {
+            tracing::info!(plugin = %plugin.label(), hash = %plugin.hash(), "plugin uploaded and checked")
+        }
     }
-    tracing::info!(plugin = %plugin.label(), hash = %plugin.hash(), "plugin uploaded and checked");
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -81,7 +155,8 @@ pub(super) async fn upload(
             "label": plugin.label(),
             "kind": kind_name(plugin.kind()),
             "size": plugin.size(),
-            "report": report,
+            "report": report_json,
+            "check_failed": failure,
         })),
     )
         .into_response())

@@ -6,7 +6,9 @@
 //!   scheduling policy.
 //! - **Plugins decide.** The scheduler plugin picks the job from a snapshot
 //!   of the queue; the selector plugin picks the pool. If the selector says
-//!   nothing fits, the job stays queued.
+//!   nothing fits, the job stays queued. A shadow scheduler, when the
+//!   operator sets one, is shown the same snapshot afterwards and decides
+//!   nothing ([`crate::plugins::shadow`]).
 //! - **One leader.** Only the host holding the dispatcher lease releases
 //!   jobs and resolves expired leases; a re-attached job (its host died
 //!   after the GPU got it) is followed here, never sent again.
@@ -63,6 +65,8 @@ pub struct Dispatcher {
     wake: Notify,
     /// The workshop session; nothing is dispatched while it is closed.
     session: std::sync::OnceLock<Arc<crate::session::Session>>,
+    /// Why dispatch is held (e.g. the budget is spent); none: not held.
+    hold: Mutex<Option<String>>,
 }
 
 impl Dispatcher {
@@ -84,6 +88,7 @@ impl Dispatcher {
             watches: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             session: std::sync::OnceLock::new(),
+            hold: Mutex::new(None),
         })
     }
 
@@ -95,7 +100,25 @@ impl Dispatcher {
     }
 
     fn dispatching(&self) -> bool {
-        self.session.get().is_none_or(|s| s.dispatching())
+        self.held().is_none() && self.session.get().is_none_or(|s| s.dispatching())
+    }
+
+    /// Holds dispatch for `reason` (queued jobs stay queued, running ones
+    /// finish), or releases it with `None`. Returns whether it changed.
+    pub fn set_hold(&self, reason: Option<String>) -> bool {
+        let mut hold = self.hold.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = *hold != reason;
+        *hold = reason;
+        drop(hold);
+        if changed {
+            self.wake();
+        }
+        changed
+    }
+
+    /// Why dispatch is held, if it is.
+    pub fn held(&self) -> Option<String> {
+        self.hold.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The pools, for the queue's ETA and the admin views.
@@ -142,10 +165,15 @@ impl Dispatcher {
         }
         let (plugin_snapshot, ids) = snapshot.for_plugin();
         let plugins = self.plugins.clone();
-        let decision = tokio::task::spawn_blocking(move || plugins.pick_next(&plugin_snapshot))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("scheduler task: {e}")))?;
-        let Some(&id) = decision.value.and_then(|i| ids.get(i as usize)) else {
+        let (decision, plugin_snapshot) = tokio::task::spawn_blocking(move || {
+            let decision = plugins.pick_next(&plugin_snapshot);
+            (decision, plugin_snapshot)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("scheduler task: {e}")))?;
+        let chosen = decision.value.and_then(|i| ids.get(i as usize)).copied();
+        self.ask_shadow(plugin_snapshot, ids, chosen);
+        let Some(id) = chosen else {
             return Ok(false);
         };
         let job = self.store.get(id, Requester::Admin).await?;
@@ -178,6 +206,25 @@ impl Dispatcher {
         };
         self.spawn_run(job, pool, None);
         Ok(true)
+    }
+
+    /// Puts the decision just made to the shadow scheduler, if one is set,
+    /// on a blocking thread nobody waits for: a slow or broken candidate
+    /// never delays dispatch.
+    fn ask_shadow(
+        &self,
+        snapshot: api::Snapshot,
+        ids: Vec<crate::queue::JobId>,
+        chosen: Option<crate::queue::JobId>,
+    ) {
+        if self.plugins.shadow().candidate().is_none() {
+            return;
+        }
+        let plugins = self.plugins.clone();
+        let now = crate::queue::system_clock().now_ms();
+        tokio::task::spawn_blocking(move || {
+            plugins.shadow().compare(&snapshot, &ids, chosen, now);
+        });
     }
 
     /// Resolves expired leases (see [`crate::queue::recovery`]) and follows

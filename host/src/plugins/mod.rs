@@ -22,6 +22,9 @@
 //!   recorded ([`slot`]). Validators fail closed.
 //! - **Hot swap.** Activation and rollback are atomic pointer swaps; calls in
 //!   flight finish on the version they started with ([`Registry`]).
+//! - **Shadow runs.** A candidate scheduler can see every live decision
+//!   beside the active one and have its choice compared, deciding nothing
+//!   ([`shadow`]).
 //! - **Compile cache.** Compiled components are cached on disk by content
 //!   hash and engine compatibility ([`cache`]).
 //!
@@ -40,6 +43,7 @@ pub mod graph;
 mod registry;
 mod sandbox;
 mod setup;
+pub mod shadow;
 pub mod slot;
 
 pub use component::{CallLimits, LimitsTable, LoadedPlugin};

@@ -17,6 +17,7 @@ use super::component::{CallLimits, LimitsTable, LoadedPlugin};
 use super::engine::PluginEngine;
 use super::error::PluginError;
 use super::fallback;
+use super::shadow::{Shadow, ShadowStatus};
 use super::slot::{FailurePolicy, NothingToRollBack, Slot, SlotStatus};
 
 /// What happens to a graph no validator claims.
@@ -88,6 +89,9 @@ pub enum RegistryError {
     /// No validator slot of that name.
     #[error("no validator slot named {0}")]
     UnknownSlot(String),
+    /// Only a scheduler can run in shadow.
+    #[error("{0} is not a scheduler: only a scheduler can run in shadow")]
+    NotAScheduler(String),
 }
 
 /// Every slot and every loaded version.
@@ -99,6 +103,7 @@ pub struct Registry {
     selector: Slot,
     validators: RwLock<BTreeMap<String, Arc<Slot>>>,
     versions: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
+    shadow: Shadow,
 }
 
 impl Registry {
@@ -112,6 +117,7 @@ impl Registry {
             selector: Slot::new("selector", policy),
             validators: RwLock::new(BTreeMap::new()),
             versions: Mutex::new(HashMap::new()),
+            shadow: Shadow::default(),
         }
     }
 
@@ -131,12 +137,29 @@ impl Registry {
         bytes: &[u8],
         table: &LimitsTable,
     ) -> Result<Arc<LoadedPlugin>, RegistryError> {
-        let plugin = Arc::new(LoadedPlugin::load_with(&self.engine, bytes, table)?);
+        let plugin = self.compile_with(bytes, table)?;
+        Ok(self.admit(plugin))
+    }
+
+    /// Compiles a component with limits from `table` without adding it to
+    /// the registry: an upload is checked first and admitted only if it
+    /// passes, so a refused one can never be activated.
+    pub fn compile_with(
+        &self,
+        bytes: &[u8],
+        table: &LimitsTable,
+    ) -> Result<LoadedPlugin, RegistryError> {
+        Ok(LoadedPlugin::load_with(&self.engine, bytes, table)?)
+    }
+
+    /// Adds a compiled version (the one already there, if the same hash was
+    /// admitted before), ready to activate.
+    pub fn admit(&self, plugin: LoadedPlugin) -> Arc<LoadedPlugin> {
         let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(versions
+        versions
             .entry(plugin.hash().to_string())
-            .or_insert(plugin)
-            .clone())
+            .or_insert_with(|| Arc::new(plugin))
+            .clone()
     }
 
     /// A loaded version by hash.
@@ -169,6 +192,23 @@ impl Registry {
         let mut all = vec![self.scheduler.status(), self.selector.status()];
         all.extend(self.validator_slots().iter().map(|s| s.status()));
         all
+    }
+
+    /// Runs the loaded scheduler `hash` in shadow beside the active one.
+    pub fn set_shadow(&self, hash: &str) -> Result<ShadowStatus, RegistryError> {
+        let plugin = self
+            .version(hash)
+            .ok_or_else(|| RegistryError::UnknownHash(hash.to_string()))?;
+        if plugin.kind() != PluginKind::Scheduler {
+            return Err(RegistryError::NotAScheduler(plugin.label().to_string()));
+        }
+        self.shadow.set(plugin);
+        Ok(self.shadow.status())
+    }
+
+    /// The shadow run (its candidate and counts).
+    pub fn shadow(&self) -> &Shadow {
+        &self.shadow
     }
 
     /// The scheduler slot (for the admin API and tests).

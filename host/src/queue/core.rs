@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
 use super::job::{
-    BackendRef, Job, JobEvent, JobId, JobState, NewJob, Output, Page, Progress, UserLimits,
+    BackendRef, Job, JobEvent, JobId, JobState, NewJob, Output, Page, Priority, Progress,
+    UserLimits,
 };
 use super::snapshot::{PendingSummary, QueueSnapshot, RunningSummary, UserSummary};
 use super::store::{CancelOutcome, Recovery, Requester, StoreLimits};
@@ -286,12 +287,16 @@ impl Core {
 
     /// See [`super::JobStore::snapshot`].
     pub fn snapshot(&self, now_ms: u64) -> QueueSnapshot {
-        let pending = self
+        // Waiting jobs by priority class, then submit order: the order the
+        // Redis store keeps them in (its score), so both stores hand the
+        // scheduler the same snapshot.
+        let mut waiting: Vec<&Job> = self
             .queued
             .iter()
             .filter_map(|id| self.jobs.get(id))
-            .map(pending_summary)
             .collect();
+        waiting.sort_by_key(|j| (j.priority.rank(), j.id));
+        let pending = waiting.into_iter().map(pending_summary).collect();
         let running = self
             .active
             .iter()
@@ -419,6 +424,16 @@ impl Core {
             now_ms,
         )?;
         self.commit(step)
+    }
+
+    /// See [`super::JobStore::reprioritise`].
+    pub fn reprioritise(
+        &mut self,
+        id: JobId,
+        priority: Priority,
+        now_ms: u64,
+    ) -> Result<Applied<Job>, StoreError> {
+        self.commit(t::reprioritise(self.cloned(id)?, priority, now_ms)?)
     }
 
     /// See [`super::JobStore::cancel`].

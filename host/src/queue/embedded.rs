@@ -19,7 +19,9 @@ use tokio::sync::broadcast;
 use super::clock::Clock;
 use super::core::{Applied, Core};
 use super::error::StoreError;
-use super::job::{BackendRef, Job, JobEvent, JobId, NewJob, Output, Page, Progress, UserLimits};
+use super::job::{
+    BackendRef, Job, JobEvent, JobId, NewJob, Output, Page, Priority, Progress, UserLimits,
+};
 use super::journal::Journal;
 use super::snapshot::QueueSnapshot;
 use super::store::{CancelOutcome, JobStore, Recovery, Requester, StoreLimits};
@@ -179,6 +181,10 @@ impl JobStore for EmbeddedStore {
 
     async fn cancel(&self, id: JobId, by: Requester<'_>) -> Result<CancelOutcome, StoreError> {
         self.apply(|c, now| c.cancel(id, by, now)).await
+    }
+
+    async fn reprioritise(&self, id: JobId, priority: Priority) -> Result<Job, StoreError> {
+        self.apply(|c, now| c.reprioritise(id, priority, now)).await
     }
 
     async fn expired_leases(&self, now_ms: u64) -> Result<Vec<Job>, StoreError> {

@@ -38,6 +38,16 @@ pub enum Priority {
 }
 
 impl Priority {
+    /// The class's name, as in the API (`instructor`, `high`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Priority::Instructor => "instructor",
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
+
     /// 0 (instructor) to 3 (low): lower runs first.
     pub fn rank(self) -> u8 {
         self as u8

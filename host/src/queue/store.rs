@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::error::StoreError;
-use super::job::{BackendRef, Job, JobEvent, JobId, NewJob, Output, Page, Progress, UserLimits};
+use super::job::{
+    BackendRef, Job, JobEvent, JobId, NewJob, Output, Page, Priority, Progress, UserLimits,
+};
 use super::snapshot::QueueSnapshot;
 
 /// Who asks to cancel: the owner (checked) or the operator (any job).
@@ -144,6 +146,10 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Cancels a job: queued → cancelled at once; active → cancel requested.
     async fn cancel(&self, id: JobId, by: Requester<'_>) -> Result<CancelOutcome, StoreError>;
+
+    /// Moves a queued job to another priority class (the operator's
+    /// reprioritise); `InvalidTransition` once it left the queue.
+    async fn reprioritise(&self, id: JobId, priority: Priority) -> Result<Job, StoreError>;
 
     /// Active jobs whose lease lapsed before `now_ms`.
     async fn expired_leases(&self, now_ms: u64) -> Result<Vec<Job>, StoreError>;

@@ -8,7 +8,7 @@
 //! two ways to make them durable.
 
 use super::error::StoreError;
-use super::job::{BackendRef, Job, JobId, JobState, Lease, Output, Progress, Transition};
+use super::job::{BackendRef, Job, JobId, JobState, Lease, Output, Priority, Progress, Transition};
 use super::store::{CancelOutcome, Recovery, Requester, StoreLimits};
 
 /// How a transition changes the owner's counters.
@@ -311,6 +311,22 @@ pub fn cancel(
             (CancelOutcome::Requested, Some(touch(job, now_ms, true)))
         }
     })
+}
+
+/// The operator moves a waiting job to another priority class; it stays
+/// queued (its place follows the new class) and the change is in its
+/// history. A job already on its way to a GPU cannot be moved.
+pub fn reprioritise(mut job: Job, priority: Priority, now_ms: u64) -> Result<Step, StoreError> {
+    if job.state != JobState::Queued {
+        return Err(invalid(&job, "reprioritise"));
+    }
+    let note = format!(
+        "priority {} → {} by the operator",
+        job.priority.name(),
+        priority.name()
+    );
+    job.priority = priority;
+    Ok(step(job, JobState::Queued, now_ms, Some(note)))
 }
 
 /// True when the job's lease lapsed before `now_ms`.

@@ -204,6 +204,7 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
     // The attendee API and the editor's files (whatever no route claims),
     // all behind the login.
     let operator = admin::Admin::new(&state, attendees.clone(), session, settings);
+    tokio::spawn(admin::budget_loop(operator.clone()));
     let app = router(state.clone())
         .merge(admin::router(operator))
         .merge(front::router(attendees.clone(), static_files));

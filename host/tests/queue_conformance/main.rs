@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use comfyume::queue::{
-    BackendRef, CancelOutcome, JobState, Output, Page, Progress, Recovery, Requester, StoreError,
+    BackendRef, CancelOutcome, JobState, Output, Page, Priority, Progress, Recovery, Requester,
+    StoreError,
 };
 use common::queue::{Harness, T0, new_job};
 
@@ -80,4 +81,5 @@ conformance!(
     durability::a_restart_keeps_everything,
     scheduling::eight_claimers_never_claim_the_same_job_twice,
     scheduling::one_leader_at_a_time,
+    scheduling::the_operator_reprioritises_a_waiting_job,
 );

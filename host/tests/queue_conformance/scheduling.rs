@@ -35,6 +35,40 @@ pub(super) async fn the_scheduler_snapshot_matches_the_queue(h: Harness) {
     );
 }
 
+pub(super) async fn the_operator_reprioritises_a_waiting_job(h: Harness) {
+    h.user("alice", 10, 1).await;
+    h.user("bob", 10, 1).await;
+    let a = h.store.enqueue(new_job("alice")).await.unwrap().id;
+    let b = h.store.enqueue(new_job("bob")).await.unwrap().id;
+    let (_, ids) = h.store.snapshot().await.unwrap().for_plugin();
+    assert_eq!(ids, [a, b], "same class: submit order");
+
+    let moved = h.store.reprioritise(b, Priority::Instructor).await.unwrap();
+    assert_eq!(
+        (moved.state, moved.priority),
+        (JobState::Queued, Priority::Instructor)
+    );
+    let note = moved.history.last().and_then(|t| t.note.clone()).unwrap();
+    assert!(note.contains("normal → instructor"), "{note}");
+    let snapshot = h.store.snapshot().await.unwrap();
+    let (_, ids) = snapshot.for_plugin();
+    assert_eq!(ids, [b, a], "the instructor lane goes first");
+    assert_eq!(snapshot.pending[0].priority, Priority::Instructor);
+    let bob = snapshot.users.iter().find(|u| u.name == "bob").unwrap();
+    assert_eq!(bob.pending, 1, "still one waiting job, not two");
+
+    // Once claimed it is no longer the operator's to move.
+    h.store.claim(b, "host-a", LEASE).await.unwrap();
+    assert!(matches!(
+        h.store.reprioritise(b, Priority::Low).await,
+        Err(StoreError::InvalidTransition { .. })
+    ));
+    assert!(matches!(
+        h.store.reprioritise(9_999, Priority::Low).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
 pub(super) async fn eight_claimers_never_claim_the_same_job_twice(h: Harness) {
     h.user("alice", 100_000, 100_000).await;
     let claims = Arc::new(std::sync::Mutex::new(Vec::new()));

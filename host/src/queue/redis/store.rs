@@ -548,6 +548,11 @@ impl JobStore for RedisStore {
             .map(|(outcome, _)| outcome)
     }
 
+    async fn reprioritise(&self, id: JobId, priority: Priority) -> Result<Job, StoreError> {
+        self.transition(id, |job, now| t::reprioritise(job, priority, now))
+            .await
+    }
+
     async fn expired_leases(&self, now_ms: u64) -> Result<Vec<Job>, StoreError> {
         let mut conn = self.conn.clone();
         let ids: Vec<JobId> = conn
