@@ -16,6 +16,7 @@
 //! - [`server`]: the HTTP server (`comfyume serve`).
 //! - [`session`]: the workshop session switch (open, drain, closed).
 //! - [`admin`]: the operator's API (`/admin/api`) and `/metrics`.
+//! - [`observe`]: what the host measures (histograms and counters for `/metrics`).
 //! - [`worker`]: the GPU-side sidecar (`comfyume worker`).
 //! - [`cli`]: the `comfyume` command line.
 //! - [`tls`]: the TLS provider every outgoing HTTPS client needs.
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod front;
+pub mod observe;
 pub mod paths;
 pub mod plugins;
 pub mod queue;

@@ -278,7 +278,71 @@ async fn metrics_parse_as_prometheus_text_and_probes_answer() {
     assert_eq!(value("comfyume_jobs_done_total"), 1.0);
     assert_eq!(value("comfyume_pool_capacity"), 2.0);
     assert_eq!(value("comfyume_session_open"), 1.0);
+    assert_eq!(value("comfyume_dispatch_held"), 0.0);
     assert!(!text.contains("ann"), "no attendee names in metrics");
+    // Recorded as the job ran (the recorder is per process, shared by the
+    // tests in this binary: at least this job is in it).
+    let recorded = |name: &str, label: (&str, &str)| {
+        scrape.samples.iter().any(|s| {
+            s.metric.starts_with(name)
+                && s.labels.get(label.0) == Some(label.1)
+                && match &s.value {
+                    prometheus_parse::Value::Histogram(buckets) => {
+                        buckets.iter().any(|b| b.count > 0.0)
+                    }
+                    prometheus_parse::Value::Counter(v)
+                    | prometheus_parse::Value::Untyped(v)
+                    | prometheus_parse::Value::Gauge(v) => *v > 0.0,
+                    _ => false,
+                }
+        })
+    };
+    for (name, label) in [
+        ("comfyume_job_queued_seconds", ("pool", "rehearsal")),
+        ("comfyume_job_run_seconds", ("outcome", "succeeded")),
+        ("comfyume_pool_gpu_seconds_total", ("pool", "rehearsal")),
+        ("comfyume_plugin_call_seconds", ("slot", "scheduler")),
+        ("comfyume_plugin_call_seconds", ("slot", "selector")),
+    ] {
+        assert!(
+            recorded(name, label),
+            "{name}{{{label:?}}} not recorded in\n{text}"
+        );
+    }
+    // Every metric the shipped Grafana dashboard queries is one we expose.
+    let grafana: Value = serde_json::from_str(
+        &std::fs::read_to_string(attendee::repo().join("config/grafana-dashboard.json"))
+            .expect("config/grafana-dashboard.json"),
+    )
+    .expect("the dashboard is JSON");
+    let exposed: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let mut queried = 0;
+    for panel in grafana["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for (at, _) in expr.match_indices("comfyume_") {
+                let name: String = expr[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let base = ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|b| exposed.contains(b)))
+                    .unwrap_or(&name);
+                assert!(
+                    exposed.contains(base),
+                    "{} queries {name}, which /metrics lacks",
+                    panel["title"]
+                );
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried > 10, "the dashboard queries {queried} metrics");
     for probe in ["/healthz", "/readyz"] {
         let response = host.http.get(host.url(probe)).send().await.expect("probe");
         assert_eq!(response.status(), 200, "{probe}");
@@ -447,4 +511,222 @@ async fn costs_are_summed_per_attendee_and_pool_and_a_spent_budget_holds_dispatc
     wait_state(&host, id, "succeeded").await;
     let (status, _) = send(put(json!({"budget": "lots"}))).await;
     assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_creates_resets_disables_and_caps_attendees_over_http() {
+    // One slot and slow steps: bob's job holds the GPU while ann's wait.
+    let host = start_with(2000, |config| {
+        if let Some(pool) = config.pools.get_mut("rehearsal") {
+            pool.capacity = 1;
+        }
+    })
+    .await;
+    let as_boss = |method: reqwest::Method, path: &str| {
+        host.http
+            .request(method, host.url(path))
+            .basic_auth("boss", Some(PASSWORD))
+    };
+    let (status, body) = send(
+        as_boss(reqwest::Method::POST, "/admin/api/attendees")
+            .json(&json!({"count": 3, "prefix": "seat"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let created = body["created"].as_array().expect("created");
+    assert_eq!(created.len(), 3, "{body}");
+    assert_eq!(created[0]["name"], "seat01");
+    let password = created[0]["password"]
+        .as_str()
+        .expect("password")
+        .to_string();
+    let login = |user: &str, password: &str| {
+        host.http
+            .get(host.url("/api/users"))
+            .basic_auth(user, Some(password.to_string()))
+            .send()
+    };
+    assert_eq!(
+        login("seat01", &password).await.expect("login").status(),
+        200
+    );
+    let (status, body) = send(
+        as_boss(reqwest::Method::POST, "/admin/api/attendees")
+            .json(&json!({"names": ["seat01", "guest"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["skipped"],
+        json!(["seat01"]),
+        "existing accounts are kept: {body}"
+    );
+    for bad in [
+        json!({"names": ["../etc"]}),
+        json!({"count": 0}),
+        json!({"count": 2, "names": ["x"]}),
+        json!({"count": 1, "role": "admin"}),
+    ] {
+        let (status, body) =
+            send(as_boss(reqwest::Method::POST, "/admin/api/attendees").json(&bad)).await;
+        assert!(status == 400 || status == 403, "{bad}: {status} {body}");
+    }
+
+    // A reset password works at once, the old one no longer.
+    let (status, body) = send(as_boss(
+        reqwest::Method::POST,
+        "/admin/api/attendees/seat01/password",
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let fresh = body["password"].as_str().expect("password").to_string();
+    assert_ne!(fresh, password);
+    assert_eq!(
+        login("seat01", &password).await.expect("login").status(),
+        401
+    );
+    assert_eq!(login("seat01", &fresh).await.expect("login").status(), 200);
+
+    // Disabled: 403 on the next request; enabled again: back in.
+    let put = |path: &str, body: Value| as_boss(reqwest::Method::PUT, path).json(&body);
+    let (status, body) = send(put(
+        "/admin/api/attendees/seat01",
+        json!({"disabled": true}),
+    ))
+    .await;
+    assert_eq!(
+        (status, body["disabled"].clone()),
+        (200, json!(true)),
+        "{body}"
+    );
+    assert_eq!(login("seat01", &fresh).await.expect("login").status(), 403);
+    send(put(
+        "/admin/api/attendees/seat01",
+        json!({"disabled": false}),
+    ))
+    .await;
+    assert_eq!(login("seat01", &fresh).await.expect("login").status(), 200);
+
+    // Caps and class, before the attendee's first job.
+    let (status, body) = send(put(
+        "/admin/api/attendees/ann",
+        json!({"max_pending": 1, "priority": "high"}),
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["max_pending"].clone(), body["priority"].clone()),
+        (json!(1), json!("high")),
+        "{body}"
+    );
+    let (status, busy) = host.submit("bob", json!({"prompt": flux_prompt()})).await;
+    assert_eq!(status, 200);
+    wait_state(&host, busy["number"].as_u64().expect("number"), "running").await;
+    let (status, _) = host.submit("ann", json!({"prompt": flux_prompt()})).await;
+    assert_eq!(status, 200);
+    let (status, refused) = host.submit("ann", json!({"prompt": flux_prompt()})).await;
+    assert_eq!(status, 429, "the cap of 1 waiting job holds: {refused}");
+    let jobs = host.json("boss", "/admin/api/jobs?user=ann").await;
+    assert_eq!(jobs["jobs"][0]["priority"], "high", "{jobs}");
+
+    for (path, body) in [
+        ("/admin/api/attendees/boss", json!({"disabled": true})),
+        ("/admin/api/attendees/ann", json!({"max_running": 0})),
+        ("/admin/api/attendees/ann", json!({"colour": "blue"})),
+        ("/admin/api/attendees/nobody", json!({"disabled": true})),
+    ] {
+        let (status, answer) = send(put(path, body.clone())).await;
+        assert!(
+            [400, 403, 404].contains(&status),
+            "{path} {body}: {status} {answer}"
+        );
+    }
+    let (status, _) = send(as_boss(
+        reqwest::Method::POST,
+        "/admin/api/attendees/boss/password",
+    ))
+    .await;
+    assert_eq!(status, 403, "admins are changed with `comfyume user` only");
+    let (status, _) = send(
+        host.http
+            .post(host.url("/admin/api/attendees"))
+            .basic_auth("ann", Some(PASSWORD))
+            .json(&json!({"count": 1})),
+    )
+    .await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_output_is_exported_in_one_streamed_zip_with_a_manifest() {
+    let host = start(5).await;
+    let mut prompts = Vec::new();
+    for user in ["ann", "bob"] {
+        let (_, answer) = host.submit(user, json!({"prompt": flux_prompt()})).await;
+        let id = answer["prompt_id"].as_str().expect("id").to_string();
+        let job = host.finished(user, &id).await;
+        assert_eq!(job["status"], "completed", "{job}");
+        prompts.push((user, id));
+    }
+    let response = host
+        .get("boss", "/admin/api/export")
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/zip");
+    assert!(
+        response.headers()["content-disposition"]
+            .to_str()
+            .expect("header")
+            .contains(".zip")
+    );
+    assert_eq!(response.headers()["x-comfyume-export-files"], "2");
+    let bytes = response.bytes().await.expect("zip");
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("a valid zip");
+    let manifest: Value = {
+        let file = zip.by_name("manifest.json").expect("manifest.json");
+        serde_json::from_reader(file).expect("manifest JSON")
+    };
+    let jobs = manifest["jobs"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 2, "{manifest}");
+    for (user, prompt_id) in &prompts {
+        let job = jobs
+            .iter()
+            .find(|j| j["prompt_id"] == prompt_id.as_str())
+            .unwrap_or_else(|| panic!("{prompt_id} in {manifest}"));
+        assert_eq!(job["user"], *user);
+        assert_eq!(job["workflow_kind"], "flux2-klein");
+        assert!(job["started_at_ms"].as_u64() >= job["submitted_at_ms"].as_u64());
+        let files = job["files"].as_array().expect("files");
+        assert_eq!(files.len(), 1, "{job}");
+        let name = files[0].as_str().expect("name");
+        assert!(name.starts_with(&format!("{user}/")), "{name}");
+        let mut png = Vec::new();
+        std::io::Read::read_to_end(&mut zip.by_name(name).expect("file in the zip"), &mut png)
+            .expect("read");
+        assert_eq!(
+            &png[..8],
+            b"\x89PNG\r\n\x1a\n",
+            "{name} is the PNG the job made"
+        );
+    }
+    let status = host.json("boss", "/admin/api/export/status").await;
+    assert_eq!(
+        (
+            status["running"].clone(),
+            status["files_done"].clone(),
+            status["files_total"].clone()
+        ),
+        (json!(false), json!(2), json!(2)),
+        "{status}"
+    );
+    assert_eq!(
+        host.get("ann", "/admin/api/export")
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        403
+    );
 }

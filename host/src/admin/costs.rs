@@ -64,7 +64,7 @@ pub struct Costs {
 }
 
 /// Every job of `user`, all pages.
-async fn every_job_of(admin: &Admin, user: &str) -> Result<Vec<Job>, ApiError> {
+pub(super) async fn every_job_of(admin: &Admin, user: &str) -> Result<Vec<Job>, ApiError> {
     const PAGE: usize = 500;
     let mut all = Vec::new();
     loop {

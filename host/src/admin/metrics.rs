@@ -6,9 +6,10 @@
 //! operator configured, never attendee names or prompts. A queue outage
 //! makes `/readyz` 503 (the load balancer stops sending attendees) and
 //! `comfyume_queue_up` 0, while `/healthz` stays 200 (the process is fine).
-//!
-//! Not built yet: wait-time and run-time histograms, dispatch failures by
-//! cause, cold starts and plugin call latency (issue 6).
+//! The histograms and counters recorded as jobs run (wait and run time,
+//! dispatch failures by cause, cold starts, plugin call latency, GPU time
+//! and cost per pool) come from [`crate::observe`] and follow these
+//! gauges.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -209,6 +210,17 @@ pub(super) async fn render(State(admin): State<Arc<Admin>>) -> Response {
         &[],
         admin.state.dispatcher.job_wait().as_secs_f64(),
     );
+    text.family(
+        "comfyume_dispatch_held",
+        "gauge",
+        "1 while dispatch is held (the budget is spent).",
+    );
+    text.sample(
+        "comfyume_dispatch_held",
+        &[],
+        f64::from(u8::from(admin.state.dispatcher.held().is_some())),
+    );
+    text.out.push_str(&crate::observe::recorder().render());
     (
         [(
             header::CONTENT_TYPE,

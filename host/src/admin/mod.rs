@@ -14,12 +14,18 @@
 //! - `/metrics` is Prometheus text without a login (scrapers have none); it
 //!   carries counts only, never a name or a prompt.
 //!
-//! Not built yet (issue 6): the outputs export, backups to S3, pool
-//! switching and pre-warm, the OpenAPI document.
+//! - Accounts are created, reset, disabled and capped here as with
+//!   `comfyume user`, except admin accounts, which only the command line
+//!   changes.
+//!
+//! Not built yet (issue 6): backups to S3, pool switching and pre-warm,
+//! the OpenAPI document.
 
+mod accounts;
 mod attendees;
 mod control;
 mod costs;
+mod export;
 mod jobs;
 mod metrics;
 mod plugins;
@@ -43,6 +49,7 @@ pub struct Admin {
     front: Arc<Front>,
     session: Arc<Session>,
     settings: Arc<LiveSettings>,
+    exports: export::Exports,
 }
 
 impl Admin {
@@ -58,6 +65,7 @@ impl Admin {
             front,
             session,
             settings,
+            exports: export::Exports::default(),
         })
     }
 }
@@ -70,7 +78,9 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/jobs/{id}/cancel", post(jobs::cancel))
         .route("/jobs/{id}/priority", post(jobs::reprioritise))
         .route("/jobs/{id}/retry", post(jobs::retry))
-        .route("/attendees", get(attendees::list))
+        .route("/attendees", get(attendees::list).post(accounts::create))
+        .route("/attendees/{name}", put(accounts::change))
+        .route("/attendees/{name}/password", post(accounts::reset_password))
         .route("/plugins", get(plugins::status).post(plugins::upload))
         .route("/plugins/{hash}/activate", post(plugins::activate))
         .route("/plugins/slots/{slot}/rollback", post(plugins::rollback))
@@ -80,6 +90,8 @@ pub fn router(admin: Arc<Admin>) -> Router {
         )
         .route("/pools", get(control::pools))
         .route("/costs", get(costs::render))
+        .route("/export", get(export::export))
+        .route("/export/status", get(export::status))
         .route(
             "/settings",
             get(control::settings).put(control::change_settings),

@@ -202,6 +202,11 @@ impl Authenticator {
         self.argon2_runs.load(Ordering::Relaxed)
     }
 
+    /// The argon2 parameters new passwords are hashed with.
+    pub fn params(&self) -> argon2::Params {
+        self.settings.params.clone()
+    }
+
     /// Forgets every cached login (e.g. after an admin reset a password
     /// through the API rather than the file).
     pub fn clear_cache(&self) {

@@ -204,6 +204,15 @@ impl Dispatcher {
             }
             Err(e) => return Err(e),
         };
+        let waited = crate::queue::system_clock()
+            .now_ms()
+            .saturating_sub(job.created_at_ms);
+        crate::observe::recorder().job_started(
+            &job.workflow_kind,
+            &pool.backend().info().name,
+            Duration::from_millis(waited),
+            !pool.backend().warm(),
+        );
         self.spawn_run(job, pool, None);
         Ok(true)
     }

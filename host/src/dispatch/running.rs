@@ -28,21 +28,23 @@ use super::outputs::{self, StoreFailure};
 use super::pool::Pool;
 use crate::queue::{BackendRef, Job, Output, Progress, Requester, StoreError};
 
-/// How an attempt ended, when not with outputs.
+/// How an attempt ended, when not with outputs. The `&'static str` is the
+/// cause as `/metrics` counts it.
 pub(super) enum Attempt {
     Cancelled,
-    Failed(String),
-    Lost(String),
+    Failed(&'static str, String),
+    Lost(&'static str, String),
 }
 
 fn lost(e: StoreError) -> Attempt {
-    Attempt::Lost(e.to_string())
+    Attempt::Lost("store", e.to_string())
 }
 
 fn from_backend(e: BackendError) -> Attempt {
     match e {
-        BackendError::Unavailable(reason) => Attempt::Lost(reason),
-        BackendError::Refused(reason) | BackendError::TimedOut(reason) => Attempt::Failed(reason),
+        BackendError::Unavailable(reason) => Attempt::Lost("unavailable", reason),
+        BackendError::Refused(reason) => Attempt::Failed("refused", reason),
+        BackendError::TimedOut(reason) => Attempt::Failed("timed-out", reason),
     }
 }
 
@@ -60,6 +62,21 @@ impl Dispatcher {
             },
         };
         let gpu_seconds = started.elapsed().as_secs_f64();
+        let info = pool.backend().info();
+        let (outcome, cause) = match &result {
+            Ok(_) => ("succeeded", None),
+            Err(Attempt::Cancelled) => ("cancelled", None),
+            Err(Attempt::Failed(cause, _)) => ("failed", Some(*cause)),
+            Err(Attempt::Lost(cause, _)) => ("requeued", Some(*cause)),
+        };
+        crate::observe::recorder().job_ended(
+            &job.workflow_kind,
+            &info.name,
+            outcome,
+            cause,
+            gpu_seconds,
+            info.price_per_hour,
+        );
         let store = &self.store;
         let recorded = match result {
             Ok(outputs) => store
@@ -67,14 +84,14 @@ impl Dispatcher {
                 .await
                 .map(drop),
             Err(Attempt::Cancelled) => store.cancelled(job.id, owner, gpu_seconds).await.map(drop),
-            Err(Attempt::Failed(reason)) => {
+            Err(Attempt::Failed(_, reason)) => {
                 tracing::warn!(%reason, "job failed");
                 store
                     .fail(job.id, owner, &reason, gpu_seconds)
                     .await
                     .map(drop)
             }
-            Err(Attempt::Lost(reason)) => {
+            Err(Attempt::Lost(_, reason)) => {
                 tracing::warn!(%reason, "job lost; requeued");
                 pool.fail();
                 let spot = pool.backend().info().spot;
@@ -94,16 +111,19 @@ impl Dispatcher {
         let backend = pool.backend();
         let payload: Value = match self.store.payload(job.id).await {
             Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| Attempt::Failed(format!("stored prompt unreadable: {e}")))?,
-            Err(e) => return Err(Attempt::Lost(e.to_string())),
+                .map_err(|e| Attempt::Failed("prompt", format!("stored prompt unreadable: {e}")))?,
+            Err(e) => return Err(lost(e)),
         };
         let user_dir = outputs::user_dir(&self.config.data_dir, &job.user).ok_or_else(|| {
-            Attempt::Failed(format!("user name {:?} cannot be a folder", job.user))
+            Attempt::Failed(
+                "inputs",
+                format!("user name {:?} cannot be a folder", job.user),
+            )
         })?;
         let prompt = payload.get("prompt").unwrap_or(&payload);
         let inputs = super::inputs::gather(&user_dir, prompt, self.config.max_input_bytes)
             .await
-            .map_err(|e| Attempt::Failed(e.to_string()))?;
+            .map_err(|e| Attempt::Failed("inputs", e.to_string()))?;
         let client_id = self.client_id();
         let watch = self.callbacks.open(&job.prompt_id);
         let callback = watch.as_ref().map(|w| w.callback.clone());
@@ -231,12 +251,15 @@ impl Dispatcher {
             )
             .await
             .map_err(|e| match e {
-                StoreFailure::Failed(reason) => Attempt::Failed(reason),
-                StoreFailure::Lost(reason) => Attempt::Lost(reason),
+                StoreFailure::Failed(reason) => Attempt::Failed("outputs", reason),
+                StoreFailure::Lost(reason) => Attempt::Lost("outputs", reason),
             }),
             Outcome::Failed(_) if cancel_requested => Err(Attempt::Cancelled),
-            Outcome::Failed(reason) => Err(Attempt::Failed(reason)),
-            Outcome::Pending => Err(Attempt::Lost("the backend reported no result".into())),
+            Outcome::Failed(reason) => Err(Attempt::Failed("execution", reason)),
+            Outcome::Pending => Err(Attempt::Lost(
+                "no-result",
+                "the backend reported no result".into(),
+            )),
         };
         backend.forget(&backend_id);
         result

@@ -251,7 +251,15 @@ impl Registry {
                 }
                 continue;
             };
-            match plugin.validate(graph) {
+            let started = std::time::Instant::now();
+            let verdict = plugin.validate(graph);
+            crate::observe::recorder().plugin_call(
+                plugin.label(),
+                slot.name(),
+                started.elapsed(),
+                verdict.as_ref().err().map(|e| e.cause()),
+            );
+            match verdict {
                 Ok(Verdict::NotApplicable) => continue,
                 Ok(Verdict::Accepted(a)) => {
                     return Validation::Accepted {
@@ -380,7 +388,15 @@ fn decide<T>(
             by: DecidedBy::Fallback(why),
         };
     };
-    match ask(&plugin) {
+    let started = std::time::Instant::now();
+    let answer = ask(&plugin);
+    crate::observe::recorder().plugin_call(
+        plugin.label(),
+        slot.name(),
+        started.elapsed(),
+        answer.as_ref().err().map(|e| e.cause()),
+    );
+    match answer {
         Ok(value) => Decision {
             value,
             by: DecidedBy::Plugin(plugin.label().to_string()),
