@@ -215,7 +215,11 @@ async fn accept(front: &Front, user: &Identity, body: &[u8]) -> Result<Value, Pr
         user: user.name.clone(),
         prompt_id: prompt_id.clone(),
         client_id,
-        priority: front.first_limits(user).priority,
+        // The class the operator gave this attendee, else their role's.
+        priority: match front.queue.user_limits(&user.name).await {
+            Ok(Some(limits)) => limits.priority,
+            _ => front.first_limits(user).priority,
+        },
         workflow_kind,
         cost,
         payload,

@@ -287,16 +287,12 @@ impl Core {
 
     /// See [`super::JobStore::snapshot`].
     pub fn snapshot(&self, now_ms: u64) -> QueueSnapshot {
-        // Waiting jobs by priority class, then submit order: the order the
-        // Redis store keeps them in (its score), so both stores hand the
-        // scheduler the same snapshot.
-        let mut waiting: Vec<&Job> = self
+        let pending = self
             .queued
             .iter()
             .filter_map(|id| self.jobs.get(id))
+            .map(pending_summary)
             .collect();
-        waiting.sort_by_key(|j| (j.priority.rank(), j.id));
-        let pending = waiting.into_iter().map(pending_summary).collect();
         let running = self
             .active
             .iter()
@@ -424,6 +420,11 @@ impl Core {
             now_ms,
         )?;
         self.commit(step)
+    }
+
+    /// See [`super::JobStore::user_limits`].
+    pub fn user_limits(&self, user: &str) -> Option<UserLimits> {
+        self.users.get(user).map(|row| row.limits.clone())
     }
 
     /// See [`super::JobStore::reprioritise`].

@@ -183,6 +183,10 @@ impl JobStore for EmbeddedStore {
         self.apply(|c, now| c.cancel(id, by, now)).await
     }
 
+    async fn user_limits(&self, user: &str) -> Result<Option<UserLimits>, StoreError> {
+        Ok(self.core().user_limits(user))
+    }
+
     async fn reprioritise(&self, id: JobId, priority: Priority) -> Result<Job, StoreError> {
         self.apply(|c, now| c.reprioritise(id, priority, now)).await
     }

@@ -147,6 +147,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// Cancels a job: queued → cancelled at once; active → cancel requested.
     async fn cancel(&self, id: JobId, by: Requester<'_>) -> Result<CancelOutcome, StoreError>;
 
+    /// A user's limits and class as the store has them (none: the user has
+    /// not been registered yet).
+    async fn user_limits(&self, user: &str) -> Result<Option<UserLimits>, StoreError>;
+
     /// Moves a queued job to another priority class (the operator's
     /// reprioritise); `InvalidTransition` once it left the queue.
     async fn reprioritise(&self, id: JobId, priority: Priority) -> Result<Job, StoreError>;

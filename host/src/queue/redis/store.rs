@@ -548,6 +548,29 @@ impl JobStore for RedisStore {
             .map(|(outcome, _)| outcome)
     }
 
+    async fn user_limits(&self, user: &str) -> Result<Option<UserLimits>, StoreError> {
+        let mut conn = self.conn.clone();
+        let fields: std::collections::HashMap<String, String> = conn
+            .hgetall(self.user_key(user))
+            .await
+            .map_err(unavailable)?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let int = |k: &str| {
+            fields
+                .get(k)
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0)
+        };
+        Ok(Some(UserLimits {
+            name: user.to_string(),
+            max_pending: int("max_pending"),
+            max_running: int("max_running"),
+            priority: Priority::from_rank(int("priority").min(3) as u8),
+        }))
+    }
+
     async fn reprioritise(&self, id: JobId, priority: Priority) -> Result<Job, StoreError> {
         self.transition(id, |job, now| t::reprioritise(job, priority, now))
             .await
