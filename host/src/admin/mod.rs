@@ -14,12 +14,15 @@
 //! - `/metrics` is Prometheus text without a login (scrapers have none); it
 //!   carries counts only, never a name or a prompt.
 //!
-//! Not built yet (issue 6): the dashboard pages, shadow runs of a candidate
-//! scheduler, costs and budget caps, the outputs export, backups to S3,
-//! pool switching and pre-warm, the OpenAPI document.
+//! The dashboard at `/admin` (see [`dashboard`]) is a page over this API.
+//!
+//! Not built yet (issue 6): shadow runs of a candidate scheduler, costs and
+//! budget caps, the outputs export, backups to S3, pool switching and
+//! pre-warm, the OpenAPI document.
 
 mod attendees;
 mod control;
+mod dashboard;
 mod jobs;
 mod metrics;
 mod plugins;
@@ -88,5 +91,6 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/healthz", get(metrics::healthz))
         .route("/readyz", get(metrics::readyz))
+        .merge(dashboard::router(admin.clone()))
         .with_state(admin)
 }
