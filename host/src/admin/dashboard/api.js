@@ -6,6 +6,7 @@
 // in the message area. Nothing is swallowed.
 
 const MAX_MESSAGES = 8;
+const OK_FOR_MS = 30000; // successes fade; errors stay until dismissed
 
 export class ApiError extends Error {
   constructor(message, status, body) {
@@ -41,7 +42,8 @@ export async function call(method, path, body, contentType) {
     // Not JSON: the text is the message.
   }
   if (!response.ok) {
-    const said = typeof json?.error === 'string' ? json.error : json?.error?.message ?? text.trim().slice(0, 300);
+    const html = text.trimStart().startsWith('<');
+    const said = typeof json?.error === 'string' ? json.error : json?.error?.message ?? (html ? '' : text.trim().slice(0, 300));
     const reason = said || response.statusText || 'no reason given';
     throw new ApiError(`HTTP ${response.status}: ${reason}`, response.status, json);
   }
@@ -67,6 +69,7 @@ export function say(kind, text) {
   close.addEventListener('click', () => item.remove());
   item.append(time, body, close);
   area.prepend(item);
+  if (kind !== 'error') setTimeout(() => item.remove(), OK_FOR_MS);
   while (area.children.length > MAX_MESSAGES) area.lastElementChild.remove();
   if (kind === 'error') console.warn(text);
   return item;

@@ -65,8 +65,9 @@ function apply(snapshot, via) {
   // unless the operator is choosing a priority in it.
   const choosing = document.activeElement?.closest?.('#queue select');
   if (!choosing) {
-    const now = Math.floor((snapshot.now_ms ?? Date.now()) / 1000) * 1000;
-    draw('queue', [snapshot.jobs, showFinished, (snapshot.jobs ?? []).length ? now : 0], () => {
+    const now = snapshot.now_ms ?? Date.now();
+    const second = (snapshot.jobs ?? []).length ? Math.floor(now / 1000) : 0;
+    draw('queue', [snapshot.jobs, showFinished, second], () => {
       $('queue-counts').textContent = renderQueue($('queue'), snapshot.jobs, now, showFinished);
     });
   }
@@ -106,7 +107,7 @@ function openEvents() {
       setFeed('polling', 'polling (live updates stopped)');
       state.source = null;
       setTimeout(openEvents, SSE_RETRY_MS);
-    } else {
+    } else if ($('feed-status').dataset.state !== 'polling') {
       setFeed('reconnecting', 'reconnecting…');
     }
   });

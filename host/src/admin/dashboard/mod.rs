@@ -25,7 +25,8 @@ use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
+use serde_json::json;
 
 use super::Admin;
 use crate::auth::{Role, require_role};
@@ -59,8 +60,9 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; object-src 'none'; \
      base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// `/admin`, `/admin/`, `/admin/assets/{name}`, `/admin/api/events` and
-/// `/admin/api/snapshot`, behind the admin login; merges into any router.
+/// `/admin`, `/admin/`, `/admin/assets/{name}`, `/admin/api/events`,
+/// `/admin/api/snapshot` and a 404 for every other `/admin/…` path, behind
+/// the admin login; merges into any router.
 pub(super) fn router<S: Clone + Send + Sync + 'static>(admin: Arc<Admin>) -> Router<S> {
     let auth = admin.state.auth.clone();
     Router::new()
@@ -69,8 +71,16 @@ pub(super) fn router<S: Clone + Send + Sync + 'static>(admin: Arc<Admin>) -> Rou
         .route("/admin/assets/{name}", get(asset))
         .route("/admin/api/events", get(feed::events))
         .route("/admin/api/snapshot", get(feed::snapshot))
+        .route("/admin/{*rest}", any(not_found))
         .layer(require_role(auth, Role::Admin))
         .with_state(feed::Feed::new(admin))
+}
+
+/// Any other `/admin/…` path: a JSON 404 naming it, not the editor's files
+/// (the page shows this text when it calls a route this host lacks).
+async fn not_found(uri: axum::http::Uri) -> Response {
+    let error = format!("this host has no operator route {}", uri.path());
+    (StatusCode::NOT_FOUND, axum::Json(json!({ "error": error }))).into_response()
 }
 
 /// `GET /admin`: the page.

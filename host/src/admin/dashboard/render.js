@@ -50,8 +50,9 @@ function badge(text, kind) {
 
 // ------------------------------------------------------------------ queue
 
-function waitText(job, now) {
-  const created = job.created_at_ms ?? now;
+function waitText(job, nowMs) {
+  const created = job.created_at_ms ?? nowMs;
+  const now = Math.max(nowMs, created);
   if (TERMINAL.has(job.state)) return `took ${fmtSeconds((job.updated_at_ms - created) / 1000)}`;
   if (job.state === 'queued' || job.state === 'leased') return `waiting ${fmtSeconds((now - created) / 1000)}`;
   return `${fmtSeconds((now - created) / 1000)} since submit`;
@@ -144,8 +145,8 @@ export function renderAttendees(el, attendees) {
       h('td', {}, a.role),
       h('td', {}, a.disabled ? badge('disabled', 'failed') : ''),
       h('td', { dataset: { test: 'attendee-connected' } }, String(a.connected ?? 0)),
-      h('td', {}, String(a.pending ?? 0)),
-      h('td', {}, String(a.running ?? 0)),
+      h('td', { dataset: { test: 'attendee-pending' } }, String(a.pending ?? 0)),
+      h('td', { dataset: { test: 'attendee-running' } }, String(a.running ?? 0)),
       h('td', {}, String(a.done ?? 0)),
       h('td', {}, fmtValue(a.gpu_seconds ?? 0)),
     ),
