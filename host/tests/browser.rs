@@ -581,9 +581,10 @@ fn the_operator_runs_the_workshop_from_the_dashboard() {
         &shots,
         &[
             "login",
-            "job_appears_live",
+            "jobs_appear_live",
+            "priority_answer",
             "cancel",
-            "retry_and_priority_answer",
+            "retry_answer",
             "upload_report",
             "activate",
             "rollback",
@@ -596,16 +597,22 @@ fn the_operator_runs_the_workshop_from_the_dashboard() {
 
     // What the operator did is what the host now holds.
     let admin = ("boss", boss.as_str());
-    let job = summary["job"].as_str().expect("the summary names the job");
-    let (code, detail) = get_json(port, &format!("/admin/api/jobs/{job}"), admin);
-    assert_eq!(code, 200, "{detail}");
-    let states: Vec<&str> = detail["history"]
+    let jobs = summary["jobs"]
         .as_array()
-        .expect("the job's history")
-        .iter()
-        .filter_map(|t| t["state"].as_str())
-        .collect();
-    assert!(states.contains(&"cancelled"), "{states:?}");
+        .expect("the summary lists the jobs");
+    assert_eq!(jobs.len(), 2, "{summary}");
+    for job in jobs {
+        let job = job.as_str().expect("a job number");
+        let (code, detail) = get_json(port, &format!("/admin/api/jobs/{job}"), admin);
+        assert_eq!(code, 200, "{detail}");
+        let states: Vec<&str> = detail["history"]
+            .as_array()
+            .expect("the job's history")
+            .iter()
+            .filter_map(|t| t["state"].as_str())
+            .collect();
+        assert!(states.contains(&"cancelled"), "job {job}: {states:?}");
+    }
     let (_, plugins) = get_json(port, "/admin/api/plugins", admin);
     let scheduler = plugins["slots"]
         .as_array()
@@ -641,13 +648,14 @@ fn the_operator_runs_the_workshop_from_the_dashboard() {
         .filter(|e| e.path().extension().is_some_and(|x| x == "png"))
         .count();
     assert!(
-        pngs >= 10,
+        pngs >= 12,
         "only {pngs} admin screenshots in {}",
         shots.display()
     );
     println!(
-        "dashboard browser test passed in {:.1} s (browser {:.1} s); job {job}",
+        "dashboard browser test passed in {:.1} s (browser {:.1} s); jobs {}",
         started.elapsed().as_secs_f32(),
         summary["total_ms"].as_f64().unwrap_or_default() / 1000.0,
+        summary["jobs"],
     );
 }

@@ -242,58 +242,84 @@ async function main() {
       return { session, pools };
     });
 
-    await stage('job_appears_live', () => page, async () => {
+    await stage('jobs_appear_live', () => page, async () => {
+      // Two jobs: the first takes the one GPU slot, the second waits.
       run.workflow = JSON.parse(fs.readFileSync(config.workflow, 'utf8'));
-      const answer = await http('POST', '/api/prompt', config.attendee, { prompt: run.workflow, client_id: 'admin-e2e' });
-      check(answer.status === 200 && answer.json?.number !== undefined, `POST /api/prompt answered ${answer.status}`, answer.text);
-      run.number = String(answer.json.number);
-      run.promptId = answer.json.prompt_id;
-      const row = page.locator(`[data-test=job-row][data-job-id="${run.number}"]`);
-      await row.waitFor({ state: 'visible' }).catch(() => {
-        throw new StageError(`job ${run.number} never appeared in the dashboard`);
-      });
-      const state = await row.getAttribute('data-state');
-      check(['queued', 'leased', 'dispatched', 'running'].includes(state), `the new job shows state ${state}`);
+      run.jobs = [];
+      for (let i = 0; i < 2; i++) {
+        const answer = await http('POST', '/api/prompt', config.attendee, { prompt: run.workflow, client_id: 'admin-e2e' });
+        check(answer.status === 200 && answer.json?.number !== undefined, `POST /api/prompt answered ${answer.status}`, answer.text);
+        run.jobs.push(String(answer.json.number));
+      }
+      [run.number, run.waiting] = run.jobs;
+      const states = {};
+      for (const id of run.jobs) {
+        const row = page.locator(`[data-test=job-row][data-job-id="${id}"]`);
+        await row.waitFor({ state: 'visible' }).catch(() => {
+          throw new StageError(`job ${id} never appeared in the dashboard`);
+        });
+        states[id] = await row.getAttribute('data-state');
+      }
+      check(['queued', 'leased', 'dispatched', 'running'].includes(states[run.number]), `the first job shows state ${states[run.number]}`);
+      await page
+        .locator(`[data-test=job-row][data-job-id="${run.number}"][data-state=running]`)
+        .waitFor({ state: 'visible' })
+        .catch(() => {
+          throw new StageError(`job ${run.number} is never shown running`);
+        });
+      const waiting = page.locator(`[data-test=job-row][data-job-id="${run.waiting}"]`);
+      check((await waiting.getAttribute('data-state')) === 'queued', `the second job shows ${await waiting.getAttribute('data-state')}, not queued`);
       const group = page.locator(`[data-test=queue-user][data-user="${config.attendee.username}"]`);
       check((await group.count()) === 1, `the queue has no group for ${config.attendee.username}`);
       const reloaded = await page.evaluate(() => window.__loaded_once !== 'yes');
       check(!reloaded, 'the page was reloaded');
       const attendee = page.locator(`[data-test=attendee-row][data-name="${config.attendee.username}"]`);
-      await page.waitForFunction(
-        (name) => {
-          const row = document.querySelector(`[data-test=attendee-row][data-name="${name}"]`);
-          const count = (test) => Number(row?.querySelector(`[data-test=${test}]`)?.textContent);
-          return count('attendee-pending') + count('attendee-running') === 1;
-        },
-        config.attendee.username,
-      ).catch(async () => {
-        throw new StageError('the attendee row does not show one job waiting or running', await attendee.innerText().catch(() => null));
-      });
-      return { job: run.number, state, feed: await page.locator('#feed-status').innerText() };
+      await page
+        .waitForFunction(
+          (name) => {
+            const row = document.querySelector(`[data-test=attendee-row][data-name="${name}"]`);
+            const count = (test) => Number(row?.querySelector(`[data-test=${test}]`)?.textContent);
+            return count('attendee-pending') === 1 && count('attendee-running') === 1;
+          },
+          config.attendee.username,
+        )
+        .catch(async () => {
+          throw new StageError('the attendee row does not show one job waiting and one running', await attendee.innerText().catch(() => null));
+        });
+      return { jobs: run.jobs, states, feed: await page.locator('#feed-status').innerText() };
+    });
+
+    await stage('priority_answer', () => page, async () => {
+      // Whatever the host answers (the route may not exist yet), the
+      // operator sees it in the message area.
+      const select = page.locator(`[data-test=job-row][data-job-id="${run.waiting}"] [data-test=job-priority]`);
+      await select.selectOption({ label: 'high' });
+      const said = await waitForMessage(page, `Priority of job ${run.waiting}`, 'the priority change got no message');
+      return { priority: said[0] };
     });
 
     await stage('cancel', () => page, async () => {
-      const row = page.locator(`[data-test=job-row][data-job-id="${run.number}"]`);
-      await row.locator('[data-test=job-cancel]').click();
-      await page
-        .locator(`[data-test=job-row][data-job-id="${run.number}"][data-state=cancelled]`)
-        .waitFor({ state: 'visible' })
-        .catch(async () => {
-          throw new StageError(`job ${run.number} is not shown cancelled`, {
-            state: await row.getAttribute('data-state').catch(() => null),
-            messages: await messages(page),
+      for (const id of [run.waiting, run.number]) {
+        const row = page.locator(`[data-test=job-row][data-job-id="${id}"]`);
+        await row.locator('[data-test=job-cancel]').click();
+        await page
+          .locator(`[data-test=job-row][data-job-id="${id}"][data-state=cancelled]`)
+          .waitFor({ state: 'visible' })
+          .catch(async () => {
+            throw new StageError(`job ${id} is not shown cancelled`, {
+              state: await row.getAttribute('data-state').catch(() => null),
+              messages: await messages(page),
+            });
           });
-        });
-      const said = await messages(page);
-      check(said.some((m) => m.includes(`Cancel job ${run.number}`)), 'no message about the cancel', said);
-      const job = await asAdmin('GET', `/admin/api/jobs/${run.number}`);
-      check(job.json?.state === 'cancelled', `the API says job ${run.number} is ${job.json?.state}`, job.text);
-      return { message: said[0] };
+        const said = await messages(page);
+        check(said.some((m) => m.includes(`Cancel job ${id}`)), `no message about cancelling job ${id}`, said);
+        const job = await asAdmin('GET', `/admin/api/jobs/${id}`);
+        check(job.json?.state === 'cancelled', `the API says job ${id} is ${job.json?.state}`, job.text);
+      }
+      return { messages: (await messages(page)).slice(0, 2) };
     });
 
-    await stage('retry_and_priority_answer', () => page, async () => {
-      // Whatever the host answers (these routes may not exist yet), the
-      // operator sees it in the message area.
+    await stage('retry_answer', () => page, async () => {
       await page.locator(`[data-test=job-row][data-job-id="${run.number}"] [data-test=job-retry]`).click();
       const said = await waitForMessage(page, `Retry job ${run.number}`, 'the retry got no message');
       return { retry: said[0] };
@@ -364,7 +390,7 @@ async function main() {
       await run.polling.route('**/admin/api/events', (route) => route.abort());
       await run.polling.goto(new URL('/admin', origin).href);
       await waitForText(run.polling, run.polling.locator('#feed-status'), (t) => t.startsWith('polling'), 'the page does not say it is polling');
-      await run.polling.locator(`[data-test=job-row][data-job-id="${run.number}"][data-state=cancelled]`).waitFor({ state: 'visible' });
+      await run.polling.locator(`[data-test=job-row][data-job-id="${run.waiting}"][data-state=cancelled]`).waitFor({ state: 'visible' });
       const wait = await run.polling.locator('#job-wait-current').innerText();
       check(wait === '900', `the polling page shows job wait ${wait}`);
       return { feed: await run.polling.locator('#feed-status').innerText() };
@@ -386,7 +412,7 @@ async function main() {
     summary.error = error.message;
     if (!(error instanceof StageError)) summary.stack = String(error.stack).slice(0, 2000);
   } finally {
-    summary.job = run.number ?? null;
+    summary.jobs = run.jobs ?? [];
     summary.plugin_hash = run.hash ?? null;
     summary.page_errors = pageErrors;
     summary.console_errors = consoleErrors;

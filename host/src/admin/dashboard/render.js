@@ -75,9 +75,11 @@ function jobActions(job) {
         job.cancel_requested ? 'Cancelling…' : 'Cancel',
       ),
     );
+  }
+  if (job.state === 'queued') {
     const select = h(
       'select',
-      { dataset: { action: 'priority', job: id, test: 'job-priority' }, title: 'Priority class' },
+      { dataset: { action: 'priority', job: id, test: 'job-priority' }, title: 'Priority class (sent as its rank, 0 = first)' },
       PRIORITIES.map((name, rank) => h('option', { value: String(rank), selected: name === job.priority }, name)),
     );
     cells.push(select);
