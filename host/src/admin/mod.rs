@@ -14,7 +14,7 @@
 //! - `/metrics` is Prometheus text without a login (scrapers have none); it
 //!   carries counts only, never a name or a prompt.
 //!
-//! The dashboard at `/admin` (see [`dashboard`]) is a page over this API.
+//! The dashboard at `/admin` (module `dashboard`) is a page over this API.
 //!
 //! Not built yet (issue 6): shadow runs of a candidate scheduler, costs and
 //! budget caps, the outputs export, backups to S3, pool switching and

@@ -24,6 +24,7 @@ const state = {
   snapshot: null,
   lastAt: 0,
   source: null,
+  via: 'polling', // how the last snapshot came: live or polling
   uploads: [], // {hash, label, kind, size} uploaded and checked this session
   drawn: {}, // panel → the JSON it was last drawn from
   reportedErrors: '',
@@ -47,6 +48,7 @@ function draw(panel, data, paint) {
 
 function apply(snapshot, via) {
   state.snapshot = snapshot;
+  state.via = via;
   state.lastAt = Date.now();
   setFeed(via, via === 'live' ? 'live' : 'polling');
   $('feed-time').textContent = `updated ${new Date(snapshot.now_ms ?? Date.now()).toLocaleTimeString()}`;
@@ -115,7 +117,8 @@ function openEvents() {
 
 export async function refresh() {
   try {
-    apply(await call('GET', '/admin/api/snapshot'), state.source?.readyState === EventSource.OPEN ? 'live' : 'polling');
+    const open = state.source?.readyState === 1; // EventSource.OPEN
+    apply(await call('GET', '/admin/api/snapshot'), open ? 'live' : 'polling');
   } catch (error) {
     setFeed('offline', 'no answer from the host');
     say('error', `Reading the host's state: ${error.message}`);
@@ -238,7 +241,7 @@ function start() {
     e.target.dataset.edited = 'yes';
   });
   $('show-finished').addEventListener('change', () => {
-    if (state.snapshot) apply(state.snapshot, $('feed-status').dataset.state);
+    if (state.snapshot) apply(state.snapshot, state.via);
   });
   openEvents();
   if (!window.EventSource) refresh();
