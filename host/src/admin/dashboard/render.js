@@ -208,7 +208,8 @@ export function renderSlots(el, plugins) {
 
 export function renderShadow(el, plugins) {
   const shadow = plugins?.shadow;
-  if (!shadow) {
+  // No candidate running: nothing to show (the label names the candidate).
+  if (!shadow || (typeof shadow === 'object' && 'label' in shadow && shadow.label == null)) {
     el.replaceChildren();
     return;
   }
