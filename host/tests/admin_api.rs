@@ -3,9 +3,11 @@
 //! uploaded, checked, activated and rolled back while the host runs, and a
 //! hostile one is refused; the job wait changes for the next job; the
 //! session drains; `/metrics` parses as Prometheus text; jobs are
-//! reprioritised and retried; the budget holds dispatch. Swapping the
-//! scheduler under load, shadow runs and a hostile scheduler forced past
-//! the check are in `admin_api/swap.rs`.
+//! reprioritised and retried; the budget holds dispatch; accounts are
+//! managed and outputs exported; the dashboard's page, assets and live
+//! feed are behind the same login. Swapping the scheduler under load,
+//! shadow runs and a hostile scheduler forced past the check are in
+//! `admin_api/swap.rs`.
 
 #[path = "common/attendee.rs"]
 mod attendee;
@@ -729,4 +731,97 @@ async fn every_output_is_exported_in_one_streamed_zip_with_a_manifest() {
             .status(),
         403
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_and_its_live_feed_are_the_admins_only() {
+    let host = start(2000).await;
+    for path in [
+        "/admin",
+        "/admin/",
+        "/admin/assets/app.js",
+        "/admin/assets/style.css",
+        "/admin/api/snapshot",
+        "/admin/api/events",
+    ] {
+        let anonymous = host.http.get(host.url(path)).send().await.expect("get");
+        assert_eq!(anonymous.status(), 401, "{path}");
+        let attendee = host.get("ann", path).send().await.expect("get");
+        assert_eq!(attendee.status(), 403, "{path}");
+    }
+    let page = host.get("boss", "/admin").send().await.expect("page");
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_string();
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    assert!(
+        page.text()
+            .await
+            .expect("html")
+            .contains("/admin/assets/app.js")
+    );
+    let script = host
+        .get("boss", "/admin/assets/app.js")
+        .send()
+        .await
+        .expect("js");
+    assert_eq!(
+        script.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    // A route this host lacks answers JSON, not the editor's files.
+    let (status, body) = send(host.post("boss", "/admin/api/jobs/1/nothing")).await;
+    assert_eq!(status, 404);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("/admin/api/jobs/1/nothing")),
+        "{body}"
+    );
+
+    let (status, answer) = host.submit("ann", json!({"prompt": flux_prompt()})).await;
+    assert_eq!(status, 200, "{answer}");
+    let snapshot = host.json("boss", "/admin/api/snapshot").await;
+    assert_eq!(
+        snapshot["jobs"][0]["prompt_id"], answer["prompt_id"],
+        "{snapshot}"
+    );
+    assert_eq!(snapshot["session"], "open");
+    assert!(
+        snapshot["attendees"]
+            .as_array()
+            .is_some_and(|a| a.len() == 3),
+        "{snapshot}"
+    );
+    assert!(snapshot["pools"][0]["name"].is_string(), "{snapshot}");
+    assert!(snapshot["plugins"]["slots"].is_array(), "{snapshot}");
+    assert!(snapshot["settings"]["job_wait_secs"].is_u64(), "{snapshot}");
+    assert_eq!(snapshot["errors"], json!([]));
+
+    // The event stream: a snapshot at once, then another as time passes.
+    let mut events = host
+        .get("boss", "/admin/api/events")
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while text.matches("event: snapshot").count() < 2 && Instant::now() < deadline {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), events.chunk())
+            .await
+            .expect("an event within 5 s")
+            .expect("reading the stream")
+            .expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.matches("event: snapshot").count() >= 2, "{text}");
+    let first = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("a data line");
+    let first: Value = serde_json::from_str(first).expect("a JSON snapshot");
+    assert_eq!(first["jobs"][0]["prompt_id"], answer["prompt_id"]);
 }

@@ -29,6 +29,19 @@ pub(super) struct Filter {
     limit: Option<usize>,
 }
 
+impl Filter {
+    /// Everyone's newest `limit` jobs (the dashboard's view).
+    pub(super) fn newest(limit: usize) -> Filter {
+        Filter {
+            user: None,
+            state: None,
+            kind: None,
+            pool: None,
+            limit: Some(limit),
+        }
+    }
+}
+
 /// Every known user's jobs (newest 500 each), newest first.
 async fn all_jobs(admin: &Admin, only_user: Option<&str>) -> Result<Vec<Job>, ApiError> {
     let data_dir = admin.state.config.server.data_dir.clone();

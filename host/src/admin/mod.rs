@@ -18,6 +18,8 @@
 //!   `comfyume user`, except admin accounts, which only the command line
 //!   changes.
 //!
+//! The dashboard at `/admin` (module `dashboard`) is a page over this API.
+//!
 //! Not built yet (issue 6): backups to S3, pool switching and pre-warm,
 //! the OpenAPI document.
 
@@ -25,6 +27,7 @@ mod accounts;
 mod attendees;
 mod control;
 mod costs;
+mod dashboard;
 mod export;
 mod jobs;
 mod metrics;
@@ -108,5 +111,6 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/healthz", get(metrics::healthz))
         .route("/readyz", get(metrics::readyz))
+        .merge(dashboard::router(admin.clone()))
         .with_state(admin)
 }

@@ -1,0 +1,253 @@
+// The operator's dashboard: live state from /admin/api/events (server-sent
+// events; /admin/api/snapshot polled when they stop), actions through the
+// ordinary /admin/api routes. The browser sends the Basic Auth login it
+// already gave for /admin with every same-origin request, EventSource too.
+
+import { act, call, say } from './api.js';
+import {
+  renderAttendees,
+  renderCosts,
+  renderPools,
+  renderQueue,
+  renderReport,
+  renderShadow,
+  renderSlots,
+  renderUploads,
+} from './render.js';
+
+const POLL_AFTER_MS = 4000; // no snapshot for this long: poll
+const SSE_RETRY_MS = 15000; // a closed event stream is reopened this often
+const COSTS_EVERY_MS = 10000;
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  snapshot: null,
+  lastAt: 0,
+  source: null,
+  via: 'polling', // how the last snapshot came: live or polling
+  uploads: [], // {hash, label, kind, size} uploaded and checked this session
+  drawn: {}, // panel → the JSON it was last drawn from
+  reportedErrors: '',
+};
+
+// ------------------------------------------------------------------ state
+
+function setFeed(kind, text) {
+  const el = $('feed-status');
+  el.dataset.state = kind;
+  el.textContent = text;
+}
+
+// Draws a panel only when its data changed (keeps focus and selections).
+function draw(panel, data, paint) {
+  const key = JSON.stringify(data);
+  if (state.drawn[panel] === key) return;
+  state.drawn[panel] = key;
+  paint();
+}
+
+function apply(snapshot, via) {
+  state.snapshot = snapshot;
+  state.via = via;
+  state.lastAt = Date.now();
+  setFeed(via, via === 'live' ? 'live' : 'polling');
+  $('feed-time').textContent = `updated ${new Date(snapshot.now_ms ?? Date.now()).toLocaleTimeString()}`;
+
+  const session = snapshot.session ?? 'unknown';
+  const badge = $('session-state');
+  badge.textContent = session;
+  badge.dataset.state = session;
+  document.body.dataset.session = session;
+  for (const button of document.querySelectorAll('[data-action=session]')) {
+    button.classList.toggle('current', button.dataset.value === session);
+  }
+
+  const showFinished = $('show-finished').checked;
+  // The queue's times move every second: redraw it whenever it has jobs,
+  // unless the operator is choosing a priority in it.
+  const choosing = document.activeElement?.closest?.('#queue select');
+  if (!choosing) {
+    const now = snapshot.now_ms ?? Date.now();
+    const second = (snapshot.jobs ?? []).length ? Math.floor(now / 1000) : 0;
+    draw('queue', [snapshot.jobs, showFinished, second], () => {
+      $('queue-counts').textContent = renderQueue($('queue'), snapshot.jobs, now, showFinished);
+    });
+  }
+  draw('attendees', snapshot.attendees, () => renderAttendees($('attendees'), snapshot.attendees));
+  draw('pools', snapshot.pools, () => renderPools($('pools'), snapshot.pools));
+  draw('plugins', snapshot.plugins, () => {
+    renderSlots($('slots'), snapshot.plugins);
+    renderShadow($('shadow'), snapshot.plugins);
+  });
+  draw('uploads', [state.uploads, snapshot.plugins], () => renderUploads($('uploads'), state.uploads, snapshot.plugins));
+  const wait = snapshot.settings?.job_wait_secs;
+  $('job-wait-current').textContent = wait ?? '?';
+  const input = $('job-wait');
+  if (document.activeElement !== input && input.dataset.edited !== 'yes' && wait !== undefined) input.value = wait;
+
+  // Parts of the snapshot the host could not make, said once each.
+  const errors = (snapshot.errors ?? []).join('; ');
+  if (errors && errors !== state.reportedErrors) say('error', `The host could not read ${errors}`);
+  state.reportedErrors = errors;
+}
+
+// ------------------------------------------------------------------- feed
+
+function openEvents() {
+  if (!window.EventSource) return;
+  const source = new EventSource('/admin/api/events');
+  state.source = source;
+  source.addEventListener('snapshot', (event) => {
+    try {
+      apply(JSON.parse(event.data), 'live');
+    } catch (error) {
+      say('error', `A live update could not be read: ${error.message}`);
+    }
+  });
+  source.addEventListener('error', () => {
+    if (source.readyState === EventSource.CLOSED) {
+      setFeed('polling', 'polling (live updates stopped)');
+      state.source = null;
+      setTimeout(openEvents, SSE_RETRY_MS);
+    } else if ($('feed-status').dataset.state !== 'polling') {
+      setFeed('reconnecting', 'reconnecting…');
+    }
+  });
+}
+
+export async function refresh() {
+  try {
+    const open = state.source?.readyState === 1; // EventSource.OPEN
+    apply(await call('GET', '/admin/api/snapshot'), open ? 'live' : 'polling');
+  } catch (error) {
+    setFeed('offline', 'no answer from the host');
+    say('error', `Reading the host's state: ${error.message}`);
+  }
+}
+
+// Polls while the event stream delivers nothing (failed, proxied away, …).
+function watchdog() {
+  if (Date.now() - state.lastAt > POLL_AFTER_MS) refresh();
+}
+
+async function refreshCosts() {
+  const panel = $('costs-panel');
+  try {
+    const costs = await call('GET', '/admin/api/costs');
+    renderCosts($('costs'), costs ?? {});
+    panel.hidden = false;
+  } catch (error) {
+    // No costs route on this host: no panel. Anything worse is said.
+    panel.hidden = true;
+    if (error.status >= 500) say('error', `Costs: ${error.message}`);
+  }
+}
+
+// ---------------------------------------------------------------- actions
+
+const actions = {
+  session: (el) =>
+    act(`Workshop ${el.dataset.value}`, () => call('PUT', '/admin/api/session', { state: el.dataset.value })),
+  cancel: (el) =>
+    act(
+      `Cancel job ${el.dataset.job}`,
+      () => call('POST', `/admin/api/jobs/${el.dataset.job}/cancel`),
+      (answer) => answer?.outcome?.replace('_', ' '),
+    ),
+  retry: (el) => act(`Retry job ${el.dataset.job}`, () => call('POST', `/admin/api/jobs/${el.dataset.job}/retry`)),
+  activate: (el) =>
+    act(
+      'Activate plugin',
+      () => call('POST', `/admin/api/plugins/${el.dataset.hash}/activate`),
+      (answer) => answer?.slot && `active in ${answer.slot}`,
+    ),
+  shadow: (el) => act('Run in shadow', () => call('PUT', '/admin/api/plugins/shadow', { hash: el.dataset.hash })),
+  rollback: (el) =>
+    act(
+      `Roll back ${el.dataset.slot}`,
+      () => call('POST', `/admin/api/plugins/slots/${encodeURIComponent(el.dataset.slot)}/rollback`),
+      (answer) => answer?.active && `${answer.active} is active`,
+    ),
+};
+
+async function onClick(event) {
+  const el = event.target.closest('button[data-action]');
+  if (!el || el.disabled || !actions[el.dataset.action]) return;
+  el.disabled = true;
+  try {
+    await actions[el.dataset.action](el);
+  } finally {
+    el.disabled = false;
+    await refresh();
+  }
+}
+
+async function onPriority(event) {
+  const el = event.target.closest('select[data-action=priority]');
+  if (!el) return;
+  const priority = el.value;
+  await act(`Priority of job ${el.dataset.job}`, () =>
+    call('POST', `/admin/api/jobs/${el.dataset.job}/priority`, { priority }),
+  );
+  el.blur();
+  state.drawn.queue = null; // show the priority in force, whatever happened
+  await refresh();
+}
+
+async function onUpload(event) {
+  event.preventDefault();
+  const file = $('plugin-file').files[0];
+  const report = $('upload-report');
+  if (!file) {
+    say('error', 'Upload: choose a .wasm file first');
+    return;
+  }
+  const button = $('plugin-upload');
+  button.disabled = true;
+  report.dataset.state = 'checking';
+  report.textContent = `Checking ${file.name}…`;
+  try {
+    const body = await call('POST', '/admin/api/plugins', file, 'application/wasm');
+    state.uploads = [body, ...state.uploads.filter((u) => u.hash !== body.hash)];
+    renderReport(report, { status: 201, body });
+    say('ok', `Upload ${file.name}: ${body.label} passed the check`);
+  } catch (error) {
+    renderReport(report, { status: error.status, body: error.body, error: error.message });
+    say('error', `Upload ${file.name}: ${error.message}`);
+  } finally {
+    button.disabled = false;
+    state.drawn.uploads = null;
+    await refresh();
+  }
+}
+
+async function onJobWait(event) {
+  event.preventDefault();
+  const input = $('job-wait');
+  const seconds = Number(input.value);
+  const done = await act(`Job wait ${seconds} s`, () => call('PUT', '/admin/api/settings', { job_wait_secs: seconds }));
+  if (done) input.dataset.edited = 'no';
+  await refresh();
+}
+
+// ------------------------------------------------------------------ start
+
+function start() {
+  document.body.addEventListener('click', onClick);
+  $('queue').addEventListener('change', onPriority);
+  $('upload-form').addEventListener('submit', onUpload);
+  $('job-wait-form').addEventListener('submit', onJobWait);
+  $('job-wait').addEventListener('input', (e) => {
+    e.target.dataset.edited = 'yes';
+  });
+  $('show-finished').addEventListener('change', () => {
+    if (state.snapshot) apply(state.snapshot, state.via);
+  });
+  openEvents();
+  if (!window.EventSource) refresh();
+  setInterval(watchdog, 2000);
+  refreshCosts();
+  setInterval(refreshCosts, COSTS_EVERY_MS);
+}
+
+start();

@@ -1,0 +1,274 @@
+// Drawing the dashboard's panels from a snapshot. Every value is written as
+// text (never as HTML): attendee names and plugin messages are untrusted.
+// Buttons carry `data-action`; app.js handles their clicks for the whole
+// page, so a panel can be redrawn at any time.
+
+export const PRIORITIES = ['instructor', 'high', 'normal', 'low'];
+const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'dead']);
+const RETRYABLE = new Set(['failed', 'cancelled', 'dead']);
+
+// h('td', {class: 'x', dataset: {test: 'y'}}, 'text', child, …)
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === 'dataset') Object.assign(el.dataset, value);
+    else if (key === 'class') el.className = value;
+    else if (key in el && typeof value !== 'string') el[key] = value;
+    else el.setAttribute(key, value === true ? '' : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null || child === false) continue;
+    el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+
+export function fmtSeconds(seconds) {
+  if (!Number.isFinite(seconds) || seconds < 0) return '–';
+  if (seconds < 60) return `${Math.round(seconds)} s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
+  return `${Math.floor(seconds / 3600)} h ${Math.round((seconds % 3600) / 60)} min`;
+}
+
+export function fmtValue(value) {
+  if (value === null || value === undefined) return '–';
+  if (typeof value === 'number') return Number.isInteger(value) ? String(value) : value.toFixed(2);
+  if (typeof value === 'boolean') return value ? 'yes' : 'no';
+  if (typeof value === 'string') return value;
+  return JSON.stringify(value);
+}
+
+function table(headings, rows, empty) {
+  if (rows.length === 0) return h('p', { class: 'dim' }, empty);
+  return h('table', {}, h('thead', {}, h('tr', {}, headings.map((t) => h('th', {}, t)))), h('tbody', {}, rows));
+}
+
+function badge(text, kind) {
+  return h('span', { class: `badge ${kind ?? text}` }, text);
+}
+
+// ------------------------------------------------------------------ queue
+
+function waitText(job, nowMs) {
+  const created = job.created_at_ms ?? nowMs;
+  const now = Math.max(nowMs, created);
+  if (TERMINAL.has(job.state)) return `took ${fmtSeconds((job.updated_at_ms - created) / 1000)}`;
+  if (job.state === 'queued' || job.state === 'leased') return `waiting ${fmtSeconds((now - created) / 1000)}`;
+  return `${fmtSeconds((now - created) / 1000)} since submit`;
+}
+
+function progressCell(job) {
+  const p = job.progress;
+  if (!p || !p.max) return job.state === 'succeeded' ? 'done' : '–';
+  return h('span', { class: 'progress' }, h('progress', { max: p.max, value: p.value }), ` ${p.value}/${p.max}`);
+}
+
+function jobActions(job) {
+  const id = String(job.id);
+  const cells = [];
+  if (!TERMINAL.has(job.state)) {
+    cells.push(
+      h(
+        'button',
+        { type: 'button', dataset: { action: 'cancel', job: id, test: 'job-cancel' }, disabled: job.cancel_requested },
+        job.cancel_requested ? 'Cancelling…' : 'Cancel',
+      ),
+    );
+  }
+  if (job.state === 'queued') {
+    const select = h(
+      'select',
+      { dataset: { action: 'priority', job: id, test: 'job-priority' }, title: 'Priority class (instructor goes first)' },
+      PRIORITIES.map((name) => h('option', { value: name, selected: name === job.priority }, name)),
+    );
+    cells.push(select);
+  }
+  if (RETRYABLE.has(job.state)) {
+    cells.push(h('button', { type: 'button', dataset: { action: 'retry', job: id, test: 'job-retry' } }, 'Retry'));
+  }
+  return h('td', { class: 'actions' }, cells);
+}
+
+function jobRow(job, now) {
+  return h(
+    'tr',
+    { dataset: { test: 'job-row', jobId: String(job.id), state: job.state, user: job.user } },
+    h('td', {}, `#${job.id}`),
+    h('td', { dataset: { test: 'job-state' } }, badge(job.cancel_requested && !TERMINAL.has(job.state) ? `${job.state} (cancel asked)` : job.state, job.state)),
+    h('td', {}, job.workflow_kind || '–'),
+    h('td', {}, job.pool ?? '–'),
+    h('td', {}, job.priority),
+    h('td', {}, progressCell(job)),
+    h('td', {}, waitText(job, now)),
+    h('td', {}, String(job.attempts ?? 0)),
+    h('td', { class: 'reason' }, job.reason ?? ''),
+    jobActions(job),
+  );
+}
+
+export function renderQueue(el, jobs, now, showFinished) {
+  const all = jobs ?? [];
+  const shown = showFinished ? all : all.filter((j) => !TERMINAL.has(j.state));
+  const byUser = new Map();
+  for (const job of shown) {
+    if (!byUser.has(job.user)) byUser.set(job.user, []);
+    byUser.get(job.user).push(job);
+  }
+  const active = (list) => list.filter((j) => !TERMINAL.has(j.state)).length;
+  const users = [...byUser.keys()].sort((a, b) => active(byUser.get(b)) - active(byUser.get(a)) || a.localeCompare(b));
+  const groups = users.map((user) => {
+    const list = byUser.get(user);
+    return h(
+      'div',
+      { class: 'group', dataset: { test: 'queue-user', user } },
+      h('h3', {}, user, ' ', h('span', { class: 'dim' }, `${active(list)} active, ${list.length} shown`)),
+      table(
+        ['job', 'state', 'kind', 'pool', 'priority', 'progress', 'time', 'attempts', 'reason', ''],
+        list.map((job) => jobRow(job, now)),
+        '',
+      ),
+    );
+  });
+  el.replaceChildren(...(groups.length ? groups : [h('p', { class: 'dim' }, showFinished ? 'No jobs yet.' : 'Nothing waiting or running.')]));
+  const waiting = all.filter((j) => j.state === 'queued').length;
+  const running = all.filter((j) => !TERMINAL.has(j.state) && j.state !== 'queued').length;
+  return `${waiting} waiting, ${running} on GPUs`;
+}
+
+// -------------------------------------------------------- attendees, pools
+
+export function renderAttendees(el, attendees) {
+  const rows = (attendees ?? []).map((a) =>
+    h(
+      'tr',
+      { dataset: { test: 'attendee-row', name: a.name }, class: a.disabled ? 'disabled' : '' },
+      h('td', {}, a.name),
+      h('td', {}, a.role),
+      h('td', {}, a.disabled ? badge('disabled', 'failed') : ''),
+      h('td', { dataset: { test: 'attendee-connected' } }, String(a.connected ?? 0)),
+      h('td', { dataset: { test: 'attendee-pending' } }, String(a.pending ?? 0)),
+      h('td', { dataset: { test: 'attendee-running' } }, String(a.running ?? 0)),
+      h('td', {}, String(a.done ?? 0)),
+      h('td', {}, fmtValue(a.gpu_seconds ?? 0)),
+    ),
+  );
+  el.replaceChildren(table(['name', 'role', '', 'sockets', 'pending', 'running', 'done', 'GPU s'], rows, 'No logins.'));
+}
+
+export function renderPools(el, pools) {
+  const rows = (pools ?? []).map((p) =>
+    h(
+      'tr',
+      { dataset: { test: 'pool-row', name: p.name } },
+      h('td', {}, p.name),
+      h('td', {}, p.gpu),
+      h('td', {}, badge(p.warm ? 'warm' : 'cold')),
+      h('td', {}, `${p.in_flight ?? 0}/${p.capacity ?? 0}`),
+      h('td', {}, String(p.recent_failures ?? 0)),
+      h('td', {}, p.spot ? 'spot' : 'on-demand'),
+      h('td', {}, p.price_per_hour ? `${fmtValue(p.price_per_hour)}/h` : '–'),
+    ),
+  );
+  el.replaceChildren(table(['pool', 'GPU', '', 'in flight', 'failures', 'tier', 'price'], rows, 'No pools.'));
+}
+
+// ---------------------------------------------------------------- plugins
+
+const SLOT_FIELDS = new Set(['slot', 'active', 'active_hash', 'history', 'recent_failures', 'total_failures', 'last_error', 'disabled']);
+
+function keyValues(object, skip = new Set()) {
+  return Object.entries(object ?? {})
+    .filter(([key]) => !skip.has(key))
+    .map(([key, value]) => h('div', { class: 'kv' }, h('span', { class: 'dim' }, `${key}: `), fmtValue(value)));
+}
+
+export function renderSlots(el, plugins) {
+  const cards = (plugins?.slots ?? []).map((s) =>
+    h(
+      'div',
+      { class: `slot${s.disabled ? ' disabled' : ''}`, dataset: { test: 'slot', slot: s.slot } },
+      h('h3', {}, s.slot),
+      h('div', {}, 'active: ', h('strong', { dataset: { test: 'slot-active' } }, s.active ?? 'none')),
+      s.active_hash ? h('div', { class: 'dim hash' }, s.active_hash.slice(0, 16)) : null,
+      h('div', {}, 'earlier: ', s.history?.length ? s.history.join(', ') : h('span', { class: 'dim' }, 'none')),
+      h('div', {}, `failures: ${s.recent_failures ?? 0} recent, ${s.total_failures ?? 0} since activated`),
+      s.last_error ? h('div', { class: 'error-text', dataset: { test: 'slot-last-error' } }, `last error: ${s.last_error}`) : null,
+      s.disabled ? h('div', { class: 'error-text', dataset: { test: 'slot-disabled' } }, `disabled: ${s.disabled}`) : null,
+      keyValues(s, SLOT_FIELDS),
+      h(
+        'button',
+        { type: 'button', dataset: { action: 'rollback', slot: s.slot, test: 'rollback' }, disabled: !s.history?.length },
+        'Roll back',
+      ),
+    ),
+  );
+  el.replaceChildren(...cards);
+}
+
+export function renderShadow(el, plugins) {
+  const shadow = plugins?.shadow;
+  // No candidate running: nothing to show (the label names the candidate).
+  if (!shadow || (typeof shadow === 'object' && 'label' in shadow && shadow.label == null)) {
+    el.replaceChildren();
+    return;
+  }
+  el.replaceChildren(h('div', { class: 'slot' }, h('h3', {}, 'Shadow scheduler'), keyValues(shadow)));
+}
+
+export function renderReport(el, outcome) {
+  const { status, body, error } = outcome;
+  const report = body?.report;
+  const passed = status === 201;
+  el.dataset.state = passed ? 'passed' : 'refused';
+  el.dataset.hash = passed ? body.hash : '';
+  const head = passed
+    ? h('p', { class: 'ok-text' }, `${body.label} (${body.kind}, ${body.size} bytes) passed the check; activate it below.`)
+    : h('p', { class: 'error-text', dataset: { test: 'upload-error' } }, `Refused: ${error}`);
+  const fixtures = (report?.fixtures ?? []).map((f) =>
+    h('tr', { class: f.ok ? '' : 'failed' }, h('td', {}, f.ok ? '✓' : '✗'), h('td', {}, f.fixture), h('td', { class: 'reason' }, f.detail)),
+  );
+  const describe = report?.plugin
+    ? h('p', { class: 'dim' }, `${report.plugin.name}@${report.plugin.version} · ${report.world} · ${report.plugin.summary ?? ''}`)
+    : null;
+  el.replaceChildren(head, describe, fixtures.length ? table(['', 'fixture', 'detail'], fixtures, '') : null);
+}
+
+export function renderUploads(el, uploads, plugins) {
+  if (uploads.length === 0) return;
+  const active = new Set((plugins?.slots ?? []).map((s) => s.active_hash).filter(Boolean));
+  const rows = uploads.map((u) =>
+    h(
+      'tr',
+      { dataset: { test: 'upload-row', hash: u.hash } },
+      h('td', {}, u.label),
+      h('td', {}, u.kind),
+      h('td', { class: 'hash' }, u.hash.slice(0, 16)),
+      h('td', {}, active.has(u.hash) ? badge('active', 'running') : ''),
+      h(
+        'td',
+        { class: 'actions' },
+        h('button', { type: 'button', dataset: { action: 'activate', hash: u.hash, test: 'activate' } }, 'Activate'),
+        u.kind === 'scheduler'
+          ? h('button', { type: 'button', dataset: { action: 'shadow', hash: u.hash, test: 'shadow' } }, 'Run in shadow')
+          : null,
+      ),
+    ),
+  );
+  el.replaceChildren(table(['plugin', 'kind', 'hash', '', ''], rows, ''));
+}
+
+// ------------------------------------------------------------------ costs
+
+export function renderCosts(el, costs) {
+  const parts = [];
+  if (costs.total) parts.push(h('p', {}, h('strong', {}, 'Total: '), keyValues(costs.total)));
+  if (costs.budget !== undefined && costs.budget !== null) parts.push(h('p', {}, h('strong', {}, 'Budget: '), fmtValue(costs.budget)));
+  for (const name of ['pools', 'users']) {
+    const list = Array.isArray(costs[name]) ? costs[name] : [];
+    if (!list.length) continue;
+    const keys = [...new Set(list.flatMap((row) => Object.keys(row)))];
+    parts.push(h('h3', {}, name), table(keys, list.map((row) => h('tr', {}, keys.map((k) => h('td', {}, fmtValue(row[k]))))), ''));
+  }
+  el.replaceChildren(...parts);
+}

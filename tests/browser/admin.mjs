@@ -1,0 +1,446 @@
+#!/usr/bin/env node
+// The browser test of the operator's dashboard at /admin, in headless Debian
+// Chromium against a running comfyume host with a slow rehearsal pool.
+//
+// The operator logs in to /admin; an attendee submits a job over HTTP; the
+// job appears in the dashboard without a reload; the operator cancels it and
+// sees it cancelled; uploads a scheduler plugin, sees its check report,
+// activates it, sees it active, rolls back and sees fair-share again;
+// uploads a hostile plugin and sees the refusal; drains and reopens the
+// workshop and changes the job wait. Each stage asserts on what the page
+// shows and on what the API answers.
+//
+// Usage (host/tests/browser.rs runs it; passwords only through the
+// environment, never argv):
+//   E2E_ADMIN_PASSWORD=… E2E_ATTENDEE_PASSWORD=… node admin.mjs --url http://127.0.0.1:PORT \
+//     --admin boss --attendee ann --workflow workflows/api/X.api.json \
+//     --plugin fifo.wasm --hostile hostile-loop.wasm --screenshots DIR
+// Options: --chromium PATH (default /usr/bin/chromium), --timeout-ms N (per
+// wait, default 30000).
+//
+// Output: one JSON line per stage on stdout, then one {"summary":{…}} line;
+// a screenshot per stage, admin-NN-stage.png, in the screenshot folder. Exit
+// 0 when every stage passed, 1 when one failed, 2 on bad usage.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+function parseArgs(argv) {
+  const opts = {};
+  for (let i = 0; i < argv.length; i++) {
+    const m = /^--([a-z0-9-]+)(?:=(.*))?$/.exec(argv[i]);
+    if (!m) usage(`unexpected argument ${argv[i]}`);
+    const value = m[2] ?? argv[++i];
+    if (value === undefined) usage(`${argv[i - 1]} needs a value`);
+    opts[m[1]] = value;
+  }
+  return opts;
+}
+
+function usage(message) {
+  console.error(`admin.mjs: ${message}`);
+  console.error(
+    'usage: E2E_ADMIN_PASSWORD=… E2E_ATTENDEE_PASSWORD=… node admin.mjs --url URL --admin NAME --attendee NAME ' +
+      '--workflow FILE --plugin FILE --hostile FILE --screenshots DIR',
+  );
+  process.exit(2);
+}
+
+const args = parseArgs(process.argv.slice(2));
+const config = {
+  url: args.url,
+  admin: { username: args.admin, password: process.env.E2E_ADMIN_PASSWORD },
+  attendee: { username: args.attendee, password: process.env.E2E_ATTENDEE_PASSWORD },
+  workflow: args.workflow,
+  plugin: args.plugin,
+  hostile: args.hostile,
+  screenshots: path.resolve(args.screenshots ?? 'screenshots'),
+  chromium: args.chromium ?? '/usr/bin/chromium',
+  timeout: Number(args['timeout-ms'] ?? '30000'),
+};
+for (const key of ['url', 'workflow', 'plugin', 'hostile']) if (!config[key]) usage(`--${key} is required`);
+for (const who of ['admin', 'attendee']) {
+  if (!config[who].username) usage(`--${who} is required`);
+  if (!config[who].password) usage(`no password for ${who}: set E2E_${who.toUpperCase()}_PASSWORD`);
+}
+for (const file of [config.workflow, config.plugin, config.hostile, config.chromium]) {
+  if (!fs.existsSync(file)) usage(`no file at ${file}`);
+}
+const origin = new URL(config.url).origin;
+fs.mkdirSync(config.screenshots, { recursive: true });
+
+// ---------------------------------------------------------------- report
+
+const started = Date.now();
+const stages = [];
+const summary = { ok: false, url: config.url, screenshots: config.screenshots };
+let shot = 0;
+
+class StageError extends Error {
+  constructor(message, details) {
+    super(message);
+    this.details = details;
+  }
+}
+
+function check(condition, message, details) {
+  if (!condition) throw new StageError(message, details);
+}
+
+async function screenshot(page, name) {
+  shot += 1;
+  const file = path.join(config.screenshots, `admin-${String(shot).padStart(2, '0')}-${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}
+
+async function stage(name, page, body) {
+  const t0 = Date.now();
+  const line = { stage: name, ok: false };
+  try {
+    Object.assign(line, (await body()) ?? {});
+    line.screenshot = await screenshot(page(), name);
+    line.ok = true;
+  } catch (error) {
+    line.error = error.message;
+    if (error.details !== undefined) line.details = error.details;
+    try {
+      line.screenshot = await screenshot(page(), `${name}-FAILED`);
+    } catch (shotError) {
+      line.screenshot_error = shotError.message;
+    }
+  }
+  line.ms = Date.now() - t0;
+  stages.push(line);
+  console.log(JSON.stringify(line));
+  if (!line.ok) throw new StageError(`stage ${name} failed: ${line.error}`);
+  return line;
+}
+
+// ------------------------------------------------------------------ HTTP
+
+// A request from outside the browser, as `who` (or nobody).
+async function http(method, route, who, body) {
+  const headers = {};
+  if (who) headers.authorization = `Basic ${Buffer.from(`${who.username}:${who.password}`).toString('base64')}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const response = await fetch(new URL(route, origin), {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let json = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // Not JSON.
+  }
+  return { status: response.status, json, text: text.slice(0, 4000) };
+}
+
+const asAdmin = (method, route, body) => http(method, route, config.admin, body);
+
+// What the page shows in the message area, newest first.
+const messages = (page) => page.locator('[data-test=message]').allInnerTexts();
+
+// Waits until the newest message contains `text`; returns them all.
+async function waitForMessage(page, text, what) {
+  await page
+    .waitForFunction((t) => document.querySelector('[data-test=message]')?.textContent.includes(t), text)
+    .catch(async () => {
+      throw new StageError(`${what}: no message saying ${JSON.stringify(text)}`, await messages(page));
+    });
+  return messages(page);
+}
+
+async function waitForText(page, locator, predicate, what) {
+  const deadline = Date.now() + config.timeout;
+  let last = null;
+  while (Date.now() < deadline) {
+    last = (await locator.count()) ? await locator.first().innerText() : null;
+    if (last !== null && predicate(last)) return last;
+    await page.waitForTimeout(100);
+  }
+  throw new StageError(`${what}: the page shows ${JSON.stringify(last)}`, { messages: await messages(page) });
+}
+
+async function upload(page, file) {
+  await page.locator('#plugin-file').setInputFiles(file);
+  await page.locator('#plugin-upload').click();
+  const report = page.locator('#upload-report');
+  await page.waitForFunction(
+    () => ['passed', 'refused'].includes(document.getElementById('upload-report').dataset.state),
+    null,
+    { timeout: config.timeout },
+  );
+  return { state: await report.getAttribute('data-state'), hash: await report.getAttribute('data-hash'), text: await report.innerText() };
+}
+
+const slotActive = (page, slot) => page.locator(`[data-test=slot][data-slot="${slot}"] [data-test=slot-active]`);
+
+async function schedulerActive() {
+  const plugins = await asAdmin('GET', '/admin/api/plugins');
+  return plugins.json?.slots?.find((s) => s.slot === 'scheduler')?.active ?? null;
+}
+
+// ---------------------------------------------------------------- stages
+
+async function main() {
+  const browser = await chromium.launch({
+    executablePath: config.chromium,
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--no-first-run',
+      // Nothing leaves the machine: no name resolves but the host's.
+      `--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE ${new URL(config.url).hostname} , EXCLUDE localhost`,
+    ],
+  });
+  const pageErrors = [];
+  const consoleErrors = [];
+  const run = {};
+  let page = null;
+  try {
+    const context = await browser.newContext({
+      httpCredentials: { ...config.admin, origin },
+      viewport: { width: 1440, height: 1000 },
+      deviceScaleFactor: 1,
+    });
+    context.setDefaultTimeout(config.timeout);
+    page = await context.newPage();
+    page.on('pageerror', (error) => pageErrors.push(String(error.stack || error.message).slice(0, 2000)));
+    page.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(m.text().slice(0, 1000));
+    });
+    const sse = [];
+    page.on('request', (r) => {
+      if (new URL(r.url()).pathname === '/admin/api/events') sse.push(r.url());
+    });
+
+    await stage('login', () => page, async () => {
+      const anonymous = await http('GET', '/admin', null);
+      check(anonymous.status === 401, `an anonymous GET /admin answered ${anonymous.status}`);
+      const attendee = await http('GET', '/admin', config.attendee);
+      check(attendee.status === 403, `the attendee's GET /admin answered ${attendee.status}`);
+      const response = await page.goto(new URL('/admin', origin).href);
+      check(response.status() === 200, `GET /admin answered ${response.status()}`);
+      await waitForText(page, page.locator('#feed-status'), (t) => t === 'live', 'the live feed never connected');
+      const session = await waitForText(page, page.locator('#session-state'), (t) => t === 'open', 'the session is not shown open');
+      check(sse.length > 0, 'the page never opened /admin/api/events');
+      await waitForText(page, page.locator('[data-test=slot][data-slot=scheduler] [data-test=slot-active]'), (t) => t.startsWith('fair-share@'), 'the scheduler slot');
+      const pools = await page.locator('[data-test=pool-row]').count();
+      check(pools > 0, 'no pool listed');
+      await page.evaluate(() => {
+        window.__loaded_once = 'yes';
+      });
+      return { session, pools };
+    });
+
+    await stage('jobs_appear_live', () => page, async () => {
+      // Two jobs: the first takes the one GPU slot, the second waits.
+      run.workflow = JSON.parse(fs.readFileSync(config.workflow, 'utf8'));
+      run.jobs = [];
+      for (let i = 0; i < 2; i++) {
+        const answer = await http('POST', '/api/prompt', config.attendee, { prompt: run.workflow, client_id: 'admin-e2e' });
+        check(answer.status === 200 && answer.json?.number !== undefined, `POST /api/prompt answered ${answer.status}`, answer.text);
+        run.jobs.push(String(answer.json.number));
+      }
+      [run.number, run.waiting] = run.jobs;
+      const states = {};
+      for (const id of run.jobs) {
+        const row = page.locator(`[data-test=job-row][data-job-id="${id}"]`);
+        await row.waitFor({ state: 'visible' }).catch(() => {
+          throw new StageError(`job ${id} never appeared in the dashboard`);
+        });
+        states[id] = await row.getAttribute('data-state');
+      }
+      check(['queued', 'leased', 'dispatched', 'running'].includes(states[run.number]), `the first job shows state ${states[run.number]}`);
+      await page
+        .locator(`[data-test=job-row][data-job-id="${run.number}"][data-state=running]`)
+        .waitFor({ state: 'visible' })
+        .catch(() => {
+          throw new StageError(`job ${run.number} is never shown running`);
+        });
+      const waiting = page.locator(`[data-test=job-row][data-job-id="${run.waiting}"]`);
+      check((await waiting.getAttribute('data-state')) === 'queued', `the second job shows ${await waiting.getAttribute('data-state')}, not queued`);
+      const group = page.locator(`[data-test=queue-user][data-user="${config.attendee.username}"]`);
+      check((await group.count()) === 1, `the queue has no group for ${config.attendee.username}`);
+      const reloaded = await page.evaluate(() => window.__loaded_once !== 'yes');
+      check(!reloaded, 'the page was reloaded');
+      const attendee = page.locator(`[data-test=attendee-row][data-name="${config.attendee.username}"]`);
+      await page
+        .waitForFunction(
+          (name) => {
+            const row = document.querySelector(`[data-test=attendee-row][data-name="${name}"]`);
+            const count = (test) => Number(row?.querySelector(`[data-test=${test}]`)?.textContent);
+            return count('attendee-pending') === 1 && count('attendee-running') === 1;
+          },
+          config.attendee.username,
+        )
+        .catch(async () => {
+          throw new StageError('the attendee row does not show one job waiting and one running', await attendee.innerText().catch(() => null));
+        });
+      return { jobs: run.jobs, states, feed: await page.locator('#feed-status').innerText() };
+    });
+
+    await stage('priority_answer', () => page, async () => {
+      // Whatever the host answers (the route may not exist yet), the
+      // operator sees it in the message area.
+      const select = page.locator(`[data-test=job-row][data-job-id="${run.waiting}"] [data-test=job-priority]`);
+      await select.selectOption({ label: 'high' });
+      const said = await waitForMessage(page, `Priority of job ${run.waiting}`, 'the priority change got no message');
+      const job = await asAdmin('GET', `/admin/api/jobs/${run.waiting}`);
+      check(job.json?.priority === 'high', `the API says job ${run.waiting} is ${job.json?.priority}, not high`, { said, job: job.text });
+      return { priority: said[0] };
+    });
+
+    await stage('cancel', () => page, async () => {
+      for (const id of [run.waiting, run.number]) {
+        const row = page.locator(`[data-test=job-row][data-job-id="${id}"]`);
+        await row.locator('[data-test=job-cancel]').click();
+        await page
+          .locator(`[data-test=job-row][data-job-id="${id}"][data-state=cancelled]`)
+          .waitFor({ state: 'visible' })
+          .catch(async () => {
+            throw new StageError(`job ${id} is not shown cancelled`, {
+              state: await row.getAttribute('data-state').catch(() => null),
+              messages: await messages(page),
+            });
+          });
+        const said = await messages(page);
+        check(said.some((m) => m.includes(`Cancel job ${id}`)), `no message about cancelling job ${id}`, said);
+        const job = await asAdmin('GET', `/admin/api/jobs/${id}`);
+        check(job.json?.state === 'cancelled', `the API says job ${id} is ${job.json?.state}`, job.text);
+      }
+      return { messages: (await messages(page)).slice(0, 2) };
+    });
+
+    await stage('retry_answer', () => page, async () => {
+      await page.locator(`[data-test=job-row][data-job-id="${run.number}"] [data-test=job-retry]`).click();
+      const said = await waitForMessage(page, `Retry job ${run.number}`, 'the retry got no message');
+      // A retry is a new job of the same attendee that shows up live.
+      const jobs = await asAdmin('GET', `/admin/api/jobs?user=${config.attendee.username}`);
+      const retried = (jobs.json?.jobs ?? []).filter((j) => j.id > Math.max(run.number, run.waiting));
+      check(retried.length === 1, 'the retry made no new job', { said, jobs: jobs.text });
+      await page
+        .locator(`[data-test=job-row][data-job-id="${retried[0].id}"]`)
+        .waitFor({ state: 'visible' })
+        .catch(() => {
+          throw new StageError(`the retried job ${retried[0].id} does not appear`, said);
+        });
+      return { retry: said[0], new_job: retried[0].id };
+    });
+
+    await stage('upload_report', () => page, async () => {
+      const outcome = await upload(page, config.plugin);
+      check(outcome.state === 'passed', `the upload was ${outcome.state}`, outcome.text);
+      check(/fifo@/.test(outcome.text) && /scheduler/.test(outcome.text), 'the report does not name fifo, scheduler', outcome.text);
+      check(outcome.text.includes('✓'), 'the report lists no passed fixture', outcome.text);
+      run.hash = outcome.hash;
+      await page.locator(`[data-test=upload-row][data-hash="${run.hash}"]`).waitFor({ state: 'visible' });
+      return { hash: run.hash };
+    });
+
+    await stage('activate', () => page, async () => {
+      await page.locator(`[data-test=activate][data-hash="${run.hash}"]`).click();
+      const shown = await waitForText(page, slotActive(page, 'scheduler'), (t) => t.startsWith('fifo@'), 'fifo is not shown active');
+      const api = await schedulerActive();
+      check(api?.startsWith('fifo@'), `the API says the scheduler is ${api}`);
+      return { shown, api };
+    });
+
+    await stage('rollback', () => page, async () => {
+      await page.locator('[data-test=rollback][data-slot=scheduler]').click();
+      const shown = await waitForText(page, slotActive(page, 'scheduler'), (t) => t.startsWith('fair-share@'), 'fair-share is not shown active again');
+      const api = await schedulerActive();
+      check(api?.startsWith('fair-share@'), `the API says the scheduler is ${api}`);
+      return { shown, api };
+    });
+
+    await stage('hostile_refused', () => page, async () => {
+      const outcome = await upload(page, config.hostile);
+      check(outcome.state === 'refused', `the hostile plugin was ${outcome.state}`, outcome.text);
+      check(outcome.text.includes('failed the check'), 'the refusal does not say why', outcome.text);
+      await waitForMessage(page, 'failed the check', 'the message area does not show the refusal');
+      check((await page.locator('[data-test=upload-row]').count()) === 1, 'the hostile plugin is offered for activation');
+      const api = await schedulerActive();
+      check(api?.startsWith('fair-share@'), `the API says the scheduler is ${api}`);
+      return { refusal: outcome.text.split('\n')[0] };
+    });
+
+    await stage('session_and_job_wait', () => page, async () => {
+      await page.locator('[data-test=session-drain]').click();
+      await waitForText(page, page.locator('#session-state'), (t) => t === 'drain', 'the session is not shown draining');
+      const session = await asAdmin('GET', '/admin/api/session');
+      check(session.json?.state === 'drain', `the API says the session is ${session.json?.state}`);
+      const refused = await http('POST', '/api/prompt', config.attendee, { prompt: run.workflow });
+      check(refused.status === 409, `a prompt while draining answered ${refused.status}`, refused.text);
+      await page.locator('[data-test=session-open]').click();
+      await waitForText(page, page.locator('#session-state'), (t) => t === 'open', 'the session is not shown open again');
+      await page.locator('#job-wait').fill('5');
+      await page.locator('#job-wait-save').click();
+      await waitForMessage(page, 'between 10 and', 'a bad job wait is not refused visibly');
+      await page.locator('#job-wait').fill('900');
+      await page.locator('#job-wait-save').click();
+      await waitForText(page, page.locator('#job-wait-current'), (t) => t === '900', 'the job wait is not shown as 900');
+      const settings = await asAdmin('GET', '/admin/api/settings');
+      check(settings.json?.job_wait_secs === 900, `the API says the job wait is ${settings.json?.job_wait_secs}`);
+      return { job_wait_secs: 900 };
+    });
+
+    await stage('polling_fallback', () => run.polling ?? page, async () => {
+      // With the event stream refused, a second page still shows the state
+      // by polling /admin/api/snapshot.
+      run.polling = await page.context().newPage();
+      run.polling.on('pageerror', (error) => pageErrors.push(String(error.stack || error.message).slice(0, 2000)));
+      await run.polling.route('**/admin/api/events', (route) => route.abort());
+      await run.polling.goto(new URL('/admin', origin).href);
+      await waitForText(run.polling, run.polling.locator('#feed-status'), (t) => t.startsWith('polling'), 'the page does not say it is polling');
+      await run.polling.locator(`[data-test=job-row][data-job-id="${run.waiting}"][data-state=cancelled]`).waitFor({ state: 'visible' });
+      const wait = await run.polling.locator('#job-wait-current').innerText();
+      check(wait === '900', `the polling page shows job wait ${wait}`);
+      return { feed: await run.polling.locator('#feed-status').innerText() };
+    });
+    await run.polling.close();
+    run.polling = null;
+
+    await stage('no_page_errors', () => page, async () => {
+      check(pageErrors.length === 0, 'uncaught errors in the dashboard', pageErrors);
+      // The refused uploads, the missing retry route and the bad job wait
+      // answer 4xx on purpose; the browser logs those as console errors.
+      const unexpected = consoleErrors.filter((e) => !/status of 4\d\d/.test(e));
+      check(unexpected.length === 0, 'console errors in the dashboard', unexpected);
+      const costs = await page.locator('#costs-panel').isVisible();
+      return { costs_panel: costs, sse_requests: sse.length };
+    });
+    summary.ok = true;
+  } catch (error) {
+    summary.error = error.message;
+    if (!(error instanceof StageError)) summary.stack = String(error.stack).slice(0, 2000);
+  } finally {
+    summary.jobs = run.jobs ?? [];
+    summary.plugin_hash = run.hash ?? null;
+    summary.page_errors = pageErrors;
+    summary.console_errors = consoleErrors;
+    await browser.close().catch(() => {});
+  }
+}
+
+try {
+  await main();
+} catch (error) {
+  summary.ok = false;
+  summary.error = error.message;
+}
+summary.stages = stages.map((s) => ({ stage: s.stage, ok: s.ok, ms: s.ms }));
+summary.failed_stage = stages.find((s) => !s.ok)?.stage ?? null;
+summary.total_ms = Date.now() - started;
+console.log(JSON.stringify({ summary }));
+if (!summary.ok) console.error(`admin e2e FAILED: ${summary.error}`);
+process.exit(summary.ok ? 0 : 1);
