@@ -588,6 +588,7 @@ fn the_operator_runs_the_workshop_from_the_dashboard() {
             "upload_report",
             "activate",
             "rollback",
+            "shadow_and_budget",
             "hostile_refused",
             "session_and_job_wait",
             "polling_fallback",

@@ -363,6 +363,29 @@ async function main() {
       return { shown, api };
     });
 
+    await stage('shadow_and_budget', () => page, async () => {
+      // The uploaded FIFO in shadow beside fair-share: the panel names it
+      // and counts its live decisions; then stopped.
+      await page.locator('[data-test=upload-row] [data-test=shadow]').first().click();
+      const counts = await waitForText(page, page.locator('[data-test=shadow-counts]'), (t) => t.includes('live decisions'), 'the shadow run is not shown');
+      const plugins = await asAdmin('GET', '/admin/api/plugins');
+      check(plugins.json?.shadow?.label?.startsWith('fifo@'), 'the API has no FIFO shadow', plugins.text);
+      // A budget set from the form is in force and shown with the costs.
+      await page.locator('[data-test=budget]').fill('1000');
+      await page.locator('[data-test=budget-save]').click();
+      const budget = await waitForText(page, page.locator('[data-test=costs-budget]'), (t) => t.startsWith('Budget 1000.00'), 'the budget is not shown');
+      const settings = await asAdmin('GET', '/admin/api/settings');
+      check(settings.json?.budget === 1000, `the API says the budget is ${settings.json?.budget}`, settings.text);
+      await page.locator('[data-test=shadow-stop]').click();
+      await waitForMessage(page, 'Stop the shadow run', 'stopping the shadow run got no message');
+      const after = await asAdmin('GET', '/admin/api/plugins');
+      check(after.json?.shadow?.label == null, 'the shadow run did not stop', after.text);
+      await page.locator('[data-test=budget]').fill('0');
+      await page.locator('[data-test=budget-save]').click();
+      await waitForMessage(page, 'Budget removed', 'removing the budget got no message');
+      return { counts, budget };
+    });
+
     await stage('hostile_refused', () => page, async () => {
       const outcome = await upload(page, config.hostile);
       check(outcome.state === 'refused', `the hostile plugin was ${outcome.state}`, outcome.text);

@@ -162,6 +162,7 @@ const actions = {
       (answer) => answer?.slot && `active in ${answer.slot}`,
     ),
   shadow: (el) => act('Run in shadow', () => call('PUT', '/admin/api/plugins/shadow', { hash: el.dataset.hash })),
+  'shadow-stop': () => act('Stop the shadow run', () => call('DELETE', '/admin/api/plugins/shadow')),
   rollback: (el) =>
     act(
       `Roll back ${el.dataset.slot}`,
@@ -230,6 +231,13 @@ async function onJobWait(event) {
   await refresh();
 }
 
+async function onBudget(event) {
+  event.preventDefault();
+  const amount = Number($('budget').value);
+  await act(amount > 0 ? `Budget ${amount}` : 'Budget removed', () => call('PUT', '/admin/api/settings', { budget: amount }));
+  await refreshCosts();
+}
+
 // ------------------------------------------------------------------ start
 
 function start() {
@@ -237,6 +245,7 @@ function start() {
   $('queue').addEventListener('change', onPriority);
   $('upload-form').addEventListener('submit', onUpload);
   $('job-wait-form').addEventListener('submit', onJobWait);
+  $('budget-form').addEventListener('submit', onBudget);
   $('job-wait').addEventListener('input', (e) => {
     e.target.dataset.edited = 'yes';
   });

@@ -213,7 +213,26 @@ export function renderShadow(el, plugins) {
     el.replaceChildren();
     return;
   }
-  el.replaceChildren(h('div', { class: 'slot' }, h('h3', {}, 'Shadow scheduler'), keyValues(shadow)));
+  const share = shadow.decisions ? Math.round((100 * shadow.agreed) / shadow.decisions) : 0;
+  const recent = (shadow.recent ?? [])
+    .slice(-5)
+    .reverse()
+    .map((d) => h('tr', {}, h('td', {}, new Date(d.at_ms).toLocaleTimeString()), h('td', {}, d.active_job == null ? '–' : `#${d.active_job}`), h('td', {}, d.shadow_job == null ? '–' : `#${d.shadow_job}`), h('td', {}, String(d.pending))));
+  el.replaceChildren(
+    h(
+      'div',
+      { class: 'slot' },
+      h('h3', {}, `Shadow scheduler: ${shadow.label}`),
+      h(
+        'p',
+        { dataset: { test: 'shadow-counts' } },
+        `${shadow.decisions} live decisions · ${shadow.agreed} agreed (${share} %) · ${shadow.disagreed} disagreed · ${shadow.failed} failed`,
+      ),
+      shadow.last_error ? h('p', { class: 'error-text' }, `last error: ${shadow.last_error}`) : null,
+      recent.length ? table(['when', 'ran', 'shadow would run', 'waiting'], recent, '') : null,
+      h('button', { type: 'button', dataset: { action: 'shadow-stop', test: 'shadow-stop' } }, 'Stop shadow run'),
+    ),
+  );
 }
 
 export function renderReport(el, outcome) {
@@ -261,14 +280,36 @@ export function renderUploads(el, uploads, plugins) {
 // ------------------------------------------------------------------ costs
 
 export function renderCosts(el, costs) {
-  const parts = [];
-  if (costs.total) parts.push(h('p', {}, h('strong', {}, 'Total: '), keyValues(costs.total)));
-  if (costs.budget !== undefined && costs.budget !== null) parts.push(h('p', {}, h('strong', {}, 'Budget: '), fmtValue(costs.budget)));
-  for (const name of ['pools', 'users']) {
-    const list = Array.isArray(costs[name]) ? costs[name] : [];
-    if (!list.length) continue;
-    const keys = [...new Set(list.flatMap((row) => Object.keys(row)))];
-    parts.push(h('h3', {}, name), table(keys, list.map((row) => h('tr', {}, keys.map((k) => h('td', {}, fmtValue(row[k]))))), ''));
+  const money = (n) => (typeof n === 'number' ? n.toFixed(2) : '–');
+  const seconds = (n) => (typeof n === 'number' ? Math.round(n).toLocaleString() : '–');
+  const total = costs.total ?? {};
+  const parts = [
+    h(
+      'p',
+      { dataset: { test: 'costs-total' } },
+      h('strong', {}, `Total ${money(total.cost)}`),
+      ` · ${total.jobs ?? 0} jobs · ${seconds(total.gpu_seconds)} GPU-s`,
+    ),
+  ];
+  const budget = costs.budget ?? {};
+  if (budget.limit != null) {
+    parts.push(
+      h(
+        'p',
+        { class: budget.reached ? 'error-text' : '', dataset: { test: 'costs-budget' } },
+        `Budget ${money(budget.limit)}: ${money(budget.spent)} spent (${Math.round((100 * (budget.spent ?? 0)) / budget.limit)} %)`,
+        budget.dispatch_held ? ` · DISPATCH HELD: ${budget.dispatch_held}` : '',
+      ),
+    );
+  } else {
+    parts.push(h('p', { class: 'dim' }, 'No budget set.'));
   }
+  if (costs.unpriced_pools?.length) {
+    parts.push(h('p', { class: 'dim' }, `No price configured for: ${costs.unpriced_pools.join(', ')}`));
+  }
+  const rows = (list, key) =>
+    (list ?? []).map((r) => h('tr', {}, h('td', {}, r[key]), h('td', {}, String(r.jobs)), h('td', {}, seconds(r.gpu_seconds)), h('td', {}, money(r.cost))));
+  if (costs.pools?.length) parts.push(table(['pool', 'jobs', 'GPU-s', 'cost'], rows(costs.pools, 'pool'), ''));
+  if (costs.users?.length) parts.push(table(['attendee', 'jobs', 'GPU-s', 'cost'], rows(costs.users, 'user'), ''));
   el.replaceChildren(...parts);
 }
