@@ -548,3 +548,85 @@ async fn a_waiting_job_shows_its_place_and_an_eta_on_the_socket() {
     assert_eq!(spot["position"], 1, "{queue}");
     assert!(spot["eta_seconds"].as_u64().is_some(), "{queue}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_site_cannot_act_with_a_browsers_cached_login() {
+    use base64::Engine as _;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let host = start().await;
+    let own = format!("http://{}", host.addr);
+    let submit = |origin: Option<&str>, forwarded: Option<&str>| {
+        let mut request = host
+            .post("ann", "/api/prompt")
+            .json(&json!({"prompt": flux_prompt()}));
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        if let Some(forwarded) = forwarded {
+            request = request.header("x-forwarded-host", forwarded);
+        }
+        request.send()
+    };
+    let evil = submit(Some("https://evil.example"), None)
+        .await
+        .expect("post");
+    assert_eq!(evil.status(), 403);
+    let body: Value = evil.json().await.expect("json");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("cross-site"),
+        "{body}"
+    );
+    assert_eq!(
+        submit(Some(&own), None).await.expect("post").status(),
+        200,
+        "the editor's own page"
+    );
+    assert_eq!(
+        submit(None, None).await.expect("post").status(),
+        200,
+        "scripts send no Origin"
+    );
+    assert_eq!(
+        submit(
+            Some("https://workshop.example.org"),
+            Some("workshop.example.org")
+        )
+        .await
+        .expect("post")
+        .status(),
+        200,
+        "behind a proxy that passes X-Forwarded-Host"
+    );
+    // Reading is not acting: a cross-site GET is answered (the browser's
+    // same-origin policy keeps the answer from the other page).
+    let read = host
+        .get("ann", "/api/queue")
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(read.status(), 200);
+
+    // A websocket opened by another site's page is refused.
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("ann:{PASSWORD}"));
+    let mut request = format!("ws://{}/ws?clientId=x", host.addr)
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Basic {token}").parse().expect("header"),
+    );
+    request
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse().expect("header"));
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        Err(other) => panic!("a cross-site websocket failed otherwise: {other}"),
+        Ok(_) => panic!("a cross-site websocket was accepted"),
+    }
+}

@@ -134,6 +134,10 @@ pub struct ServerConfig {
     /// Reverse proxies whose `X-Forwarded-For` is believed (for the login
     /// rate limits); every other peer's header is ignored.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Origins (e.g. `https://workshop.example.org`) whose pages may act on
+    /// this host besides its own; see `server::origin`.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -144,6 +148,7 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             trusted_proxies: Vec::new(),
+            allowed_origins: Vec::new(),
         }
     }
 }

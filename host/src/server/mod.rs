@@ -8,6 +8,7 @@
 //! API and the editor behind the login ([`crate::front`]), trims old jobs,
 //! and shuts down cleanly on Ctrl-C or SIGTERM.
 
+pub mod origin;
 pub mod progress;
 
 use std::net::SocketAddr;
@@ -205,9 +206,14 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
     // all behind the login.
     let operator = admin::Admin::new(&state, attendees.clone(), session, settings);
     tokio::spawn(admin::budget_loop(operator.clone()));
+    let origins = origin::Origins::new(&state.config.server.allowed_origins);
     let app = router(state.clone())
         .merge(admin::router(operator))
-        .merge(front::router(attendees.clone(), static_files));
+        .merge(front::router(attendees.clone(), static_files))
+        .layer(axum::middleware::from_fn_with_state(
+            origins,
+            origin::same_site_only,
+        ));
     Ok(Host {
         app,
         state,
