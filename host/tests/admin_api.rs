@@ -825,3 +825,60 @@ async fn the_dashboard_and_its_live_feed_are_the_admins_only() {
     let first: Value = serde_json::from_str(first).expect("a JSON snapshot");
     assert_eq!(first["jobs"][0]["prompt_id"], answer["prompt_id"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_is_taken_out_of_use_and_back_without_a_restart() {
+    let host = start_with(5, |config| {
+        let mut second = comfyume::config::PoolConfig::rehearsal();
+        second.cold_start_ms = 0;
+        second.step_ms = 5;
+        config.pools.insert("second".into(), second);
+    })
+    .await;
+    let put = |name: &str, in_use: bool| {
+        host.http
+            .put(host.url(&format!("/admin/api/pools/{name}")))
+            .basic_auth("boss", Some(PASSWORD))
+            .json(&json!({ "in_use": in_use }))
+    };
+    let run = |user: &'static str| {
+        let host = &host;
+        async move {
+            let (status, answer) = host.submit(user, json!({"prompt": flux_prompt()})).await;
+            assert_eq!(status, 200, "{answer}");
+            let id = answer["number"].as_u64().expect("number");
+            wait_state(host, id, "succeeded").await["pool"].clone()
+        }
+    };
+    for (out, other) in [("rehearsal", "second"), ("second", "rehearsal")] {
+        let (status, body) = send(put(out, false)).await;
+        assert_eq!(status, 200, "{body}");
+        let pools = body["pools"].as_array().expect("pools");
+        let view = pools.iter().find(|p| p["name"] == out).expect("pool");
+        assert_eq!(view["in_use"], false, "{body}");
+        for user in ["ann", "bob", "ann"] {
+            assert_eq!(run(user).await, other, "every new job goes to {other}");
+        }
+        let (status, body) = send(put(other, false)).await;
+        assert_eq!(status, 409, "the last pool in use stays: {body}");
+        let saved = std::fs::read_to_string(host.data.join("admin_settings.json")).expect("saved");
+        assert!(saved.contains(out), "kept across restarts: {saved}");
+        let (status, _) = send(put(out, true)).await;
+        assert_eq!(status, 200);
+    }
+    let (status, _) = send(put("nowhere", false)).await;
+    assert_eq!(status, 404);
+    let (status, _) = send(
+        host.http
+            .put(host.url("/admin/api/pools/second"))
+            .basic_auth("ann", Some(PASSWORD))
+            .json(&json!({"in_use": false})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let saved = std::fs::read_to_string(host.data.join("admin_settings.json")).expect("saved");
+    assert!(
+        !saved.contains("pools_out_of_use"),
+        "both back in use: {saved}"
+    );
+}

@@ -380,6 +380,9 @@ async function main() {
       await waitForMessage(page, 'Stop the shadow run', 'stopping the shadow run got no message');
       const after = await asAdmin('GET', '/admin/api/plugins');
       check(after.json?.shadow?.label == null, 'the shadow run did not stop', after.text);
+      // The only pool cannot be taken out of use; the operator is told why.
+      await page.locator('[data-test=pool-row] [data-test=pool-switch]').first().click();
+      await waitForMessage(page, 'last pool in use', 'taking the last pool out of use was not refused visibly');
       await page.locator('[data-test=budget]').fill('0');
       await page.locator('[data-test=budget-save]').click();
       await waitForMessage(page, 'Budget removed', 'removing the budget got no message');

@@ -35,6 +35,9 @@ pub struct Settings {
     /// removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<f64>,
+    /// Pools the operator took out of use (no new jobs go there).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools_out_of_use: Vec<String>,
 }
 
 /// The live settings and where they are kept.
@@ -67,9 +70,17 @@ impl LiveSettings {
 
     /// Applies the saved settings to the dispatcher (at start).
     pub fn apply(&self, dispatcher: &Dispatcher) {
-        if let Some(secs) = self.get().job_wait_secs {
+        let settings = self.get();
+        if let Some(secs) = settings.job_wait_secs {
             dispatcher.set_job_wait(Duration::from_secs(secs));
             tracing::info!(job_wait_secs = secs, "job wait set by the operator earlier");
+        }
+        for pool in dispatcher.pools() {
+            let name = &pool.backend().info().name;
+            if settings.pools_out_of_use.contains(name) {
+                pool.set_in_use(false);
+                tracing::info!(pool = %name, "pool out of use, as the operator left it");
+            }
         }
     }
 
@@ -92,6 +103,7 @@ pub(super) async fn pools(State(admin): State<Arc<Admin>>) -> Json<Value> {
             let info = pool.backend().info();
             json!({
                 "name": info.name,
+                "in_use": pool.in_use(),
                 "gpu": info.gpu,
                 "spot": info.spot,
                 "capacity": info.capacity,
@@ -103,6 +115,52 @@ pub(super) async fn pools(State(admin): State<Arc<Admin>>) -> Json<Value> {
         })
         .collect();
     Json(json!({ "pools": pools }))
+}
+
+#[derive(Deserialize)]
+pub(super) struct PoolSwitch {
+    in_use: bool,
+}
+
+/// `PUT /admin/api/pools/{name} {"in_use": bool}`: takes a pool out of use
+/// (no new jobs; those on it finish) or back in, without a restart. The
+/// last pool in use cannot be taken out: close the session instead.
+pub(super) async fn switch_pool(
+    State(admin): State<Arc<Admin>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let switch: PoolSwitch = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("expected {{\"in_use\": true | false}}: {e}")))?;
+    let all = admin.state.dispatcher.pools();
+    let pool = all
+        .iter()
+        .find(|p| p.backend().info().name == name)
+        .ok_or_else(|| ApiError::NotFound(format!("no pool named {name:?}")))?;
+    if !switch.in_use
+        && all
+            .iter()
+            .filter(|p| p.in_use())
+            .all(|p| std::ptr::eq(&**p, &**pool))
+    {
+        return Err(ApiError::Conflict(format!(
+            "{name} is the last pool in use: put another in use first, or close the session to stop dispatching"
+        )));
+    }
+    let mut next = admin.settings.get();
+    next.pools_out_of_use.retain(|p| p != &name);
+    if !switch.in_use {
+        next.pools_out_of_use.push(name.clone());
+    }
+    admin
+        .settings
+        .save(next)
+        .map_err(|e| ApiError::io("saving the settings", e))?;
+    pool.set_in_use(switch.in_use);
+    tracing::info!(pool = %name, in_use = switch.in_use, "operator switched a pool");
+    admin.state.dispatcher.wake();
+    admin.front.positions.nudge();
+    Ok(pools(State(admin)).await)
 }
 
 /// `GET /admin/api/settings`: what is in force.

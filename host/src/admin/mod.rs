@@ -20,8 +20,8 @@
 //!
 //! The dashboard at `/admin` (module `dashboard`) is a page over this API.
 //!
-//! Not built yet (issue 6): backups to S3, pool switching and pre-warm,
-//! the OpenAPI document.
+//! Not built yet (issue 6): backups to S3, pre-warm, the OpenAPI
+//! document.
 
 mod accounts;
 mod attendees;
@@ -92,6 +92,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
             put(plugins::set_shadow).delete(plugins::clear_shadow),
         )
         .route("/pools", get(control::pools))
+        .route("/pools/{name}", put(control::switch_pool))
         .route("/costs", get(costs::render))
         .route("/export", get(export::export))
         .route("/export/status", get(export::status))

@@ -177,14 +177,16 @@ impl Dispatcher {
             return Ok(false);
         };
         let job = self.store.get(id, Requester::Admin).await?;
-        let pools: Vec<api::Backend> = self.pools.iter().map(|p| p.as_plugin()).collect();
+        // The selector sees only the pools the operator has in use.
+        let in_use: Vec<&Arc<Pool>> = self.pools.iter().filter(|p| p.in_use()).collect();
+        let pools: Vec<api::Backend> = in_use.iter().map(|p| p.as_plugin()).collect();
         let info = job_info(&job);
         let plugins = self.plugins.clone();
         let choice = tokio::task::spawn_blocking(move || plugins.select(&info, &pools))
             .await
             .map_err(|e| StoreError::Unavailable(format!("selector task: {e}")))?;
         let pool = match choice.value {
-            Ok(index) => match self.pools.get(index as usize) {
+            Ok(index) => match in_use.get(index as usize).copied() {
                 Some(pool) if pool.has_room() => pool.clone(),
                 _ => return Ok(false),
             },

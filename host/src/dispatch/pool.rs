@@ -1,8 +1,10 @@
 //! A GPU pool as the dispatcher sees it: the backend plus live counters
 //! (jobs in flight against its capacity, failures in the last five
-//! minutes) that the selector plugin reads.
+//! minutes) that the selector plugin reads, and whether the operator has it
+//! in use. A pool taken out of use gets no new job (the selector does not
+//! see it); jobs already on it finish there.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +16,7 @@ pub struct Pool {
     backend: Arc<dyn Backend>,
     pub(super) in_flight: AtomicU32,
     failures: Mutex<Vec<Instant>>,
+    in_use: AtomicBool,
 }
 
 impl Pool {
@@ -23,7 +26,18 @@ impl Pool {
             backend,
             in_flight: AtomicU32::new(0),
             failures: Mutex::new(Vec::new()),
+            in_use: AtomicBool::new(true),
         })
+    }
+
+    /// Whether new jobs may go to this pool.
+    pub fn in_use(&self) -> bool {
+        self.in_use.load(Ordering::SeqCst)
+    }
+
+    /// Puts the pool in or out of use (the operator's switch).
+    pub fn set_in_use(&self, in_use: bool) {
+        self.in_use.store(in_use, Ordering::SeqCst);
     }
 
     /// The backend.
@@ -51,7 +65,7 @@ impl Pool {
     }
 
     pub(super) fn has_room(&self) -> bool {
-        self.in_flight.load(Ordering::SeqCst) < self.backend.info().capacity
+        self.in_use() && self.in_flight.load(Ordering::SeqCst) < self.backend.info().capacity
     }
 
     pub(super) fn as_plugin(&self) -> api::Backend {

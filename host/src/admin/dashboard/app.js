@@ -162,6 +162,10 @@ const actions = {
       (answer) => answer?.slot && `active in ${answer.slot}`,
     ),
   shadow: (el) => act('Run in shadow', () => call('PUT', '/admin/api/plugins/shadow', { hash: el.dataset.hash })),
+  pool: (el) =>
+    act(`Pool ${el.dataset.name} ${el.dataset.use === 'yes' ? 'in use' : 'out of use'}`, () =>
+      call('PUT', `/admin/api/pools/${encodeURIComponent(el.dataset.name)}`, { in_use: el.dataset.use === 'yes' }),
+    ),
   'shadow-stop': () => act('Stop the shadow run', () => call('DELETE', '/admin/api/plugins/shadow')),
   rollback: (el) =>
     act(

@@ -168,9 +168,19 @@ export function renderPools(el, pools) {
       h('td', {}, String(p.recent_failures ?? 0)),
       h('td', {}, p.spot ? 'spot' : 'on-demand'),
       h('td', {}, p.price_per_hour ? `${fmtValue(p.price_per_hour)}/h` : '–'),
+      h(
+        'td',
+        { class: 'actions' },
+        p.in_use === false ? badge('out of use', 'cancelled') : null,
+        h(
+          'button',
+          { type: 'button', dataset: { action: 'pool', name: p.name, use: p.in_use === false ? 'yes' : 'no', test: 'pool-switch' } },
+          p.in_use === false ? 'Put in use' : 'Take out of use',
+        ),
+      ),
     ),
   );
-  el.replaceChildren(table(['pool', 'GPU', '', 'in flight', 'failures', 'tier', 'price'], rows, 'No pools.'));
+  el.replaceChildren(table(['pool', 'GPU', '', 'in flight', 'failures', 'tier', 'price', ''], rows, 'No pools.'));
 }
 
 // ---------------------------------------------------------------- plugins

@@ -137,7 +137,7 @@ async fn watch_queue(
         let Ok(snapshot) = queue.snapshot().await else {
             continue; // a store outage: keep the last positions
         };
-        let pools = dispatcher.pools();
+        let pools: Vec<_> = dispatcher.pools().iter().filter(|p| p.in_use()).collect();
         let capacity: u32 = pools.iter().map(|p| p.backend().info().capacity).sum();
         let cold = !pools.iter().any(|p| p.backend().warm());
         let spots = compute(
