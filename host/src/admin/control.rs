@@ -38,6 +38,9 @@ pub struct Settings {
     /// Pools the operator took out of use (no new jobs go there).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pools_out_of_use: Vec<String>,
+    /// Pre-warmed Verda pools and the minimum replicas to restore at close.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub prewarmed: std::collections::BTreeMap<String, u32>,
 }
 
 /// The live settings and where they are kept.
@@ -84,7 +87,7 @@ impl LiveSettings {
         }
     }
 
-    fn save(&self, settings: Settings) -> std::io::Result<()> {
+    pub(super) fn save(&self, settings: Settings) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(&settings).map_err(std::io::Error::other)?;
         crate::paths::write_atomic(&self.file, &bytes)?;
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = settings;
@@ -245,5 +248,15 @@ pub(super) async fn switch_session(
         .set(switch.state)
         .map_err(|e| ApiError::io("saving the session", e))?;
     admin.state.dispatcher.wake();
-    Ok(session(State(admin)).await)
+    // Closing lets pre-warmed replicas go (they cost money by the hour).
+    let released = if switch.state == SessionState::Closed {
+        super::prewarm::release_all(&admin).await
+    } else {
+        Vec::new()
+    };
+    let mut answer = session(State(admin)).await;
+    if !released.is_empty() {
+        answer.0["prewarm_released"] = json!(released);
+    }
+    Ok(answer)
 }

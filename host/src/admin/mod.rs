@@ -20,8 +20,8 @@
 //!
 //! The dashboard at `/admin` (module `dashboard`) is a page over this API.
 //!
-//! Not built yet (issue 6): backups to S3, pre-warm, the OpenAPI
-//! document.
+//! Not built yet (issue 6): backups to S3, a warm-up job for pools
+//! other than Verda's, the OpenAPI document.
 
 mod accounts;
 mod attendees;
@@ -32,6 +32,7 @@ mod export;
 mod jobs;
 mod metrics;
 mod plugins;
+mod prewarm;
 
 use std::sync::Arc;
 
@@ -53,6 +54,7 @@ pub struct Admin {
     session: Arc<Session>,
     settings: Arc<LiveSettings>,
     exports: export::Exports,
+    scaling: Option<Arc<crate::dispatch::verda_scaling::VerdaScaling>>,
 }
 
 impl Admin {
@@ -69,6 +71,7 @@ impl Admin {
             session,
             settings,
             exports: export::Exports::default(),
+            scaling: prewarm::client(&state.config),
         })
     }
 }
@@ -93,6 +96,10 @@ pub fn router(admin: Arc<Admin>) -> Router {
         )
         .route("/pools", get(control::pools))
         .route("/pools/{name}", put(control::switch_pool))
+        .route(
+            "/pools/{name}/prewarm",
+            post(prewarm::prewarm).delete(prewarm::release),
+        )
         .route("/costs", get(costs::render))
         .route("/export", get(export::export))
         .route("/export/status", get(export::status))

@@ -81,6 +81,13 @@ pub struct PoolConfig {
     /// Rehearsal pools: time per sampling step, in ms.
     #[serde(default = "default_step_ms")]
     pub step_ms: u64,
+    /// `verda` pools: minimum replicas while pre-warmed.
+    #[serde(default = "default_prewarm")]
+    pub prewarm_replicas: u32,
+}
+
+fn default_prewarm() -> u32 {
+    1
 }
 
 fn default_gpu() -> String {
@@ -113,6 +120,7 @@ impl PoolConfig {
             price_per_hour: 0.0,
             cold_start_ms: 2000,
             step_ms: 200,
+            prewarm_replicas: 1,
         }
     }
 }
@@ -338,6 +346,14 @@ pub struct VerdaConfig {
     /// How long a job may wait in Verda's own queue and for a cold start,
     /// on top of `timeouts.job_wait_secs`, in seconds.
     pub queue_grace_secs: u64,
+    /// The management API (pre-warm): `https://api.verda.com/v1`.
+    pub management_url: String,
+    /// OAuth client id for the management API (none: no pre-warm).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// OAuth client secret (`VERDA_CLIENT_SECRET`). Never logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Secret>,
 }
 
 impl Default for VerdaConfig {
@@ -348,6 +364,9 @@ impl Default for VerdaConfig {
             poll_interval_ms: 2000,
             max_result_mib: 1024,
             queue_grace_secs: 120,
+            management_url: "https://api.verda.com/v1".into(),
+            client_id: None,
+            client_secret: None,
         }
     }
 }

@@ -6,7 +6,8 @@
 //!   counters; [`recovery`](crate::queue::recovery) re-attaches after a crash.
 //! - [`backend`]: the one seam to a GPU pool, with two kinds:
 //!   [`comfyui_backend`] (a ComfyUI reached directly, also the rehearsal
-//!   mode) and [`verda`] (serverless containers running `comfyume worker`).
+//!   mode) and [`verda`] (serverless containers running `comfyume worker`);
+//!   [`verda_scaling`] raises a deployment's minimum replicas to pre-warm.
 //! - [`comfyui`]: the ComfyUI wire protocol and client; [`rehearsal`]: a
 //!   ComfyUI without a GPU and a fake Verda gateway, for rehearsals and
 //!   tests.
@@ -25,3 +26,4 @@ pub mod pools;
 pub mod rehearsal;
 mod running;
 pub mod verda;
+pub mod verda_scaling;

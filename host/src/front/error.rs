@@ -37,6 +37,10 @@ pub enum ApiError {
     /// The job store or the disk is unavailable for now.
     #[error("{0}")]
     Unavailable(String),
+    /// A provider the host called for the operator (Verda's management
+    /// API) refused or failed: the message says which step and why.
+    #[error("{0}")]
+    Upstream(String),
 }
 
 impl ApiError {
@@ -50,6 +54,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
         }
     }
 

@@ -15,6 +15,7 @@
 
 mod run;
 pub mod verda_gateway;
+pub mod verda_management;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;

@@ -1,0 +1,163 @@
+//! Verda's management API, for pre-warming: the minimum replica count of a
+//! container deployment.
+//!
+//! Policy: OAuth 2.0 client credentials (`POST {base}/oauth2/token`), the
+//! token reused until a minute before it expires and fetched again once on
+//! a 401. Scaling is read (`GET /container-deployments/{name}/scaling`),
+//! changed in `min_replica_count` only, and written back whole (`PATCH`),
+//! so the deployment's other scaling settings stay what its owner set.
+//! Every call has the `timeouts.poll_secs` limit; an error names the step
+//! and Verda's status, never the secret.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::config::Secret;
+
+/// Why a scaling call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScalingError {
+    /// The credentials were refused or the token endpoint failed.
+    #[error("Verda refused the management credentials: {0}")]
+    Auth(String),
+    /// The management API answered an error or could not be reached.
+    #[error("Verda's management API: {0}")]
+    Api(String),
+}
+
+#[derive(Deserialize)]
+struct Token {
+    access_token: String,
+    #[serde(default = "an_hour")]
+    expires_in: u64,
+}
+
+fn an_hour() -> u64 {
+    3600
+}
+
+/// A client of one account's management API.
+pub struct VerdaScaling {
+    base: String,
+    client_id: String,
+    client_secret: Secret,
+    http: reqwest::Client,
+    token: Mutex<Option<(String, Instant)>>,
+}
+
+impl VerdaScaling {
+    /// `base`: `https://api.verda.com/v1` (a fake in tests).
+    pub fn new(
+        base: &str,
+        client_id: &str,
+        client_secret: Secret,
+        timeout: Duration,
+    ) -> anyhow::Result<VerdaScaling> {
+        Ok(VerdaScaling {
+            base: base.trim_end_matches('/').to_string(),
+            client_id: client_id.to_string(),
+            client_secret,
+            http: {
+                crate::tls::install_provider();
+                reqwest::Client::builder().timeout(timeout).build()?
+            },
+            token: Mutex::new(None),
+        })
+    }
+
+    async fn token(&self, fresh: bool) -> Result<String, ScalingError> {
+        let mut token = self.token.lock().await;
+        if !fresh
+            && let Some((value, until)) = token.as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(value.clone());
+        }
+        let answer = self
+            .http
+            .post(format!("{}/oauth2/token", self.base))
+            .json(&json!({
+                "grant_type": "client_credentials",
+                "client_id": self.client_id,
+                "client_secret": self.client_secret.expose(),
+            }))
+            .send()
+            .await
+            .map_err(|e| ScalingError::Auth(format!("token request: {e}")))?;
+        if !answer.status().is_success() {
+            return Err(ScalingError::Auth(format!(
+                "token endpoint answered {}",
+                answer.status()
+            )));
+        }
+        let got: Token = answer
+            .json()
+            .await
+            .map_err(|e| ScalingError::Auth(format!("token answer: {e}")))?;
+        let until = Instant::now() + Duration::from_secs(got.expires_in.saturating_sub(60));
+        *token = Some((got.access_token.clone(), until));
+        Ok(got.access_token)
+    }
+
+    /// One authorised call; a 401 fetches a new token and tries once more.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ScalingError> {
+        for fresh in [false, true] {
+            let token = self.token(fresh).await?;
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base))
+                .bearer_auth(token);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let answer = request
+                .send()
+                .await
+                .map_err(|e| ScalingError::Api(format!("{method} {path}: {e}")))?;
+            let status = answer.status();
+            if status == reqwest::StatusCode::UNAUTHORIZED && !fresh {
+                continue;
+            }
+            if !status.is_success() {
+                let text = answer.text().await.unwrap_or_default();
+                let text: String = text.chars().take(200).collect();
+                return Err(ScalingError::Api(format!(
+                    "{method} {path} answered {status}: {text}"
+                )));
+            }
+            return Ok(answer.json().await.unwrap_or(Value::Null));
+        }
+        Err(ScalingError::Auth("a fresh token was refused too".into()))
+    }
+
+    /// Sets the deployment's minimum replicas; returns the previous value.
+    pub async fn set_min_replicas(
+        &self,
+        deployment: &str,
+        replicas: u32,
+    ) -> Result<u32, ScalingError> {
+        let path = format!("/container-deployments/{deployment}/scaling");
+        let mut scaling = self.call(reqwest::Method::GET, &path, None).await?;
+        let previous = scaling["min_replica_count"]
+            .as_u64()
+            .ok_or_else(|| ScalingError::Api(format!("{path} has no min_replica_count")))?
+            as u32;
+        scaling["min_replica_count"] = json!(replicas);
+        if let Some(max) = scaling["max_replica_count"].as_u64()
+            && max < u64::from(replicas)
+        {
+            scaling["max_replica_count"] = json!(replicas);
+        }
+        self.call(reqwest::Method::PATCH, &path, Some(&scaling))
+            .await?;
+        Ok(previous)
+    }
+}
