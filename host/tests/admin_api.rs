@@ -945,6 +945,19 @@ async fn a_verda_pool_is_prewarmed_through_the_management_api_and_released_at_cl
     );
     let saved = std::fs::read_to_string(host.data.join("admin_settings.json")).expect("saved");
     assert!(saved.contains("prewarmed"), "{saved}");
+    let pools = host.json("boss", "/admin/api/pools").await;
+    let h200 = pools["pools"]
+        .as_array()
+        .expect("pools")
+        .iter()
+        .find(|p| p["name"] == "h200")
+        .expect("h200")
+        .clone();
+    assert_eq!(
+        (h200["kind"].clone(), h200["prewarmed"].clone()),
+        (json!("verda"), json!(true)),
+        "{h200}"
+    );
 
     let (status, body) = send(post("/admin/api/pools/rehearsal/prewarm", None)).await;
     assert_eq!(status, 409, "not a verda pool: {body}");

@@ -97,6 +97,7 @@ impl LiveSettings {
 
 /// `GET /admin/api/pools`: each pool's state.
 pub(super) async fn pools(State(admin): State<Arc<Admin>>) -> Json<Value> {
+    let prewarmed = admin.settings.get().prewarmed;
     let pools: Vec<Value> = admin
         .state
         .dispatcher
@@ -106,6 +107,8 @@ pub(super) async fn pools(State(admin): State<Arc<Admin>>) -> Json<Value> {
             let info = pool.backend().info();
             json!({
                 "name": info.name,
+                "kind": admin.state.config.pools.get(&info.name).map(|p| p.kind),
+                "prewarmed": prewarmed.contains_key(&info.name),
                 "in_use": pool.in_use(),
                 "gpu": info.gpu,
                 "spot": info.spot,

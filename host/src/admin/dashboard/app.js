@@ -166,6 +166,10 @@ const actions = {
     act(`Pool ${el.dataset.name} ${el.dataset.use === 'yes' ? 'in use' : 'out of use'}`, () =>
       call('PUT', `/admin/api/pools/${encodeURIComponent(el.dataset.name)}`, { in_use: el.dataset.use === 'yes' }),
     ),
+  prewarm: (el) =>
+    el.dataset.warm === 'yes'
+      ? act(`Release ${el.dataset.name}`, () => call('DELETE', `/admin/api/pools/${encodeURIComponent(el.dataset.name)}/prewarm`))
+      : act(`Pre-warm ${el.dataset.name}`, () => call('POST', `/admin/api/pools/${encodeURIComponent(el.dataset.name)}/prewarm`)),
   'shadow-stop': () => act('Stop the shadow run', () => call('DELETE', '/admin/api/plugins/shadow')),
   rollback: (el) =>
     act(
