@@ -20,11 +20,12 @@
 //!
 //! The dashboard at `/admin` (module `dashboard`) is a page over this API.
 //!
-//! Not built yet (issue 6): backups to S3, a warm-up job for pools
-//! other than Verda's, the OpenAPI document.
+//! Not built yet (issue 6): a warm-up job for pools other than Verda's,
+//! the OpenAPI document.
 
 mod accounts;
 mod attendees;
+mod backup;
 mod control;
 mod costs;
 mod dashboard;
@@ -44,6 +45,7 @@ use crate::front::Front;
 use crate::server::AppState;
 use crate::session::Session;
 
+pub use backup::backup_loop;
 pub use control::LiveSettings;
 pub use costs::budget_loop;
 
@@ -55,6 +57,7 @@ pub struct Admin {
     settings: Arc<LiveSettings>,
     exports: export::Exports,
     scaling: Option<Arc<crate::dispatch::verda_scaling::VerdaScaling>>,
+    backups: backup::Backups,
 }
 
 impl Admin {
@@ -72,6 +75,7 @@ impl Admin {
             settings,
             exports: export::Exports::default(),
             scaling: prewarm::client(&state.config),
+            backups: backup::Backups::default(),
         })
     }
 }
@@ -103,6 +107,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/costs", get(costs::render))
         .route("/export", get(export::export))
         .route("/export/status", get(export::status))
+        .route("/backups", get(backup::status).post(backup::now))
         .route(
             "/settings",
             get(control::settings).put(control::change_settings),

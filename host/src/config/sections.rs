@@ -30,6 +30,8 @@ pub struct Config {
     pub frontend: FrontendConfig,
     /// `[attendees]`: what the attendee API accepts.
     pub attendees: AttendeesConfig,
+    /// `[backup]`: outputs and job history copied to an S3-compatible bucket.
+    pub backup: BackupConfig,
     /// `[pools.<name>]`: the GPU pools. None configured means one rehearsal
     /// pool (or a `local` ComfyUI pool when `dispatch.comfyui_url` is set).
     pub pools: std::collections::BTreeMap<String, PoolConfig>,
@@ -481,5 +483,45 @@ impl From<String> for Secret {
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("***")
+    }
+}
+
+/// `[backup]`: copies of the outputs and the job history in an
+/// S3-compatible bucket (Cloudflare R2 in production).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    /// The bucket (none: no backups).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// The S3 endpoint, e.g. `https://<account>.r2.cloudflarestorage.com`
+    /// (none: AWS S3 in `region`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The region (`auto` for R2).
+    pub region: String,
+    /// Access key id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    /// Secret access key (`COMFYUME_BACKUP__SECRET_ACCESS_KEY`). Never logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<Secret>,
+    /// Key prefix in the bucket.
+    pub prefix: String,
+    /// Minutes between scheduled backups (0: only on demand).
+    pub interval_minutes: u64,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            bucket: None,
+            endpoint: None,
+            region: "auto".into(),
+            access_key_id: None,
+            secret_access_key: None,
+            prefix: "comfyume".into(),
+            interval_minutes: 30,
+        }
     }
 }

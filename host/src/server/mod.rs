@@ -206,6 +206,7 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
     // all behind the login.
     let operator = admin::Admin::new(&state, attendees.clone(), session, settings);
     tokio::spawn(admin::budget_loop(operator.clone()));
+    tokio::spawn(admin::backup_loop(operator.clone()));
     let origins = origin::Origins::new(&state.config.server.allowed_origins);
     let app = router(state.clone())
         .merge(admin::router(operator))
