@@ -5,7 +5,9 @@
 //! session drains; `/metrics` parses as Prometheus text; jobs are
 //! reprioritised and retried; the budget holds dispatch; accounts are
 //! managed and outputs exported; the dashboard's page, assets and live
-//! feed are behind the same login. Swapping the scheduler under load,
+//! feed are behind the same login; the OpenAPI document served at
+//! `/admin/api/openapi.json` is the one in `docs/admin-openapi.json` and
+//! covers every route. Swapping the scheduler under load,
 //! shadow runs and a hostile scheduler forced past the check are in
 //! `admin_api/swap.rs`.
 
