@@ -54,7 +54,7 @@ async fn edit<T: Send + 'static>(
     Ok(result)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Create {
     /// Explicit names…
@@ -62,9 +62,13 @@ pub(super) struct Create {
     names: Vec<String>,
     /// …or `count` numbered ones: `prefix01`, `prefix02`, …
     count: Option<u32>,
+    /// The numbered names' prefix.
     #[serde(default = "default_prefix")]
+    #[schema(default = "attendee")]
     prefix: String,
+    /// The accounts' role.
     #[serde(default = "default_role")]
+    #[schema(value_type = super::openapi::AccountRole, default = "attendee")]
     role: Role,
 }
 
@@ -76,6 +80,14 @@ fn default_role() -> Role {
     Role::Attendee
 }
 
+#[utoipa::path(post, path = "/admin/api/attendees", operation_id = "create_accounts", tag = "attendees",
+    request_body = Create,
+    responses(
+        (status = 201, description = "The new accounts with their passwords (shown once) and the names skipped", body = super::openapi::CreatedAccounts),
+        (status = 400, description = "A malformed body, both or neither of count and names, or an invalid name", body = super::openapi::ApiErrorBody),
+        (status = 403, description = "Admin accounts are made with `comfyume user`", body = super::openapi::ApiErrorBody),
+    )
+)]
 /// `POST /admin/api/attendees {"count": 40, "prefix": "attendee"}` or
 /// `{"names": ["ana", "ben"]}`: creates the accounts that do not exist yet;
 /// answers each new `name` with its generated `password`, once.
@@ -135,6 +147,14 @@ pub(super) async fn create(
     ))
 }
 
+#[utoipa::path(post, path = "/admin/api/attendees/{name}/password", operation_id = "reset_password", tag = "attendees",
+    params(("name" = String, Path, description = "The login name")),
+    responses(
+        (status = 200, description = "The new password, shown once", body = super::openapi::NewPassword),
+        (status = 403, description = "Admin accounts are changed with `comfyume user`", body = super::openapi::ApiErrorBody),
+        (status = 404, description = "No such account", body = super::openapi::ApiErrorBody),
+    )
+)]
 /// `POST /admin/api/attendees/{name}/password`: a new generated password,
 /// answered once.
 pub(super) async fn reset_password(
@@ -164,15 +184,30 @@ fn admin_only_by_cli() -> ApiError {
     ApiError::Forbidden("admin accounts are changed with `comfyume user`".into())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Change {
+    /// A disabled account cannot log in.
     disabled: Option<bool>,
+    /// Most jobs waiting at once (1–1000).
     max_pending: Option<u32>,
+    /// Most jobs running at once (1–1000).
     max_running: Option<u32>,
+    /// The priority class.
+    #[schema(value_type = Option<super::openapi::PriorityClass>)]
     priority: Option<Priority>,
 }
 
+#[utoipa::path(put, path = "/admin/api/attendees/{name}", operation_id = "change_account", tag = "attendees",
+    params(("name" = String, Path, description = "The login name")),
+    request_body = Change,
+    responses(
+        (status = 200, description = "The account as `GET /admin/api/attendees` lists it", body = super::openapi::AttendeeRow),
+        (status = 400, description = "A malformed body or a cap out of range", body = super::openapi::ApiErrorBody),
+        (status = 403, description = "Admin accounts are changed with `comfyume user`", body = super::openapi::ApiErrorBody),
+        (status = 404, description = "No such account", body = super::openapi::ApiErrorBody),
+    )
+)]
 /// `PUT /admin/api/attendees/{name} {"disabled", "max_pending",
 /// "max_running", "priority"}` (any of them).
 pub(super) async fn change(

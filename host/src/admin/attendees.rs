@@ -12,6 +12,9 @@ use super::Admin;
 use crate::auth::UsersFile;
 use crate::front::ApiError;
 
+#[utoipa::path(get, path = "/admin/api/attendees", operation_id = "list_attendees", tag = "attendees",
+    responses((status = 200, description = "Every account with its connection, jobs, use and caps", body = super::openapi::AttendeeList))
+)]
 /// `GET /admin/api/attendees`.
 pub(super) async fn list(State(admin): State<Arc<Admin>>) -> Result<Json<Value>, ApiError> {
     let data_dir = admin.state.config.server.data_dir.clone();

@@ -40,7 +40,7 @@ use crate::config::BackupConfig;
 use crate::front::ApiError;
 
 /// What one backup did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct BackupReport {
     /// When it started (ms since the Unix epoch).
     pub started_at_ms: u64,
@@ -238,6 +238,9 @@ fn configured(admin: &Admin) -> bool {
     admin.state.config.backup.bucket.is_some()
 }
 
+#[utoipa::path(get, path = "/admin/api/backups", operation_id = "backup_status", tag = "backups",
+    responses((status = 200, description = "`{configured, bucket, prefix, interval_minutes, running, last}`", body = Object))
+)]
 /// `GET /admin/api/backups`: the setup and the last result.
 pub(super) async fn status(State(admin): State<Arc<Admin>>) -> Json<Value> {
     let config = &admin.state.config.backup;
@@ -251,6 +254,13 @@ pub(super) async fn status(State(admin): State<Arc<Admin>>) -> Json<Value> {
     }))
 }
 
+#[utoipa::path(post, path = "/admin/api/backups", operation_id = "backup_now", tag = "backups",
+    responses(
+        (status = 200, description = "The backup's report", body = BackupReport),
+        (status = 409, description = "No bucket configured, or a backup is running", body = super::openapi::ApiErrorBody),
+        (status = 502, description = "The bucket refused or failed: the report with its error", body = BackupReport),
+    )
+)]
 /// `POST /admin/api/backups`: back up now; answers with the report (502
 /// with the report when the bucket refused).
 pub(super) async fn now(

@@ -25,7 +25,7 @@ use crate::session::SessionState;
 const MAX_JOB_WAIT_SECS: u64 = 6 * 3600;
 
 /// Settings the operator changes while the workshop runs.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Settings {
     /// How long a job may run on a GPU; `None` keeps the configured value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,6 +95,9 @@ impl LiveSettings {
     }
 }
 
+#[utoipa::path(get, path = "/admin/api/pools", operation_id = "list_pools", tag = "control",
+    responses((status = 200, description = "`{\"pools\": [..]}`: each pool's name, gpu, spot, capacity, in_flight, warm, recent_failures, price_per_hour", body = Object))
+)]
 /// `GET /admin/api/pools`: each pool's state.
 pub(super) async fn pools(State(admin): State<Arc<Admin>>) -> Json<Value> {
     let prewarmed = admin.settings.get().prewarmed;
@@ -123,11 +126,22 @@ pub(super) async fn pools(State(admin): State<Arc<Admin>>) -> Json<Value> {
     Json(json!({ "pools": pools }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub(super) struct PoolSwitch {
+    /// `false`: no new jobs go to the pool; `true`: back in use.
     in_use: bool,
 }
 
+#[utoipa::path(put, path = "/admin/api/pools/{name}", operation_id = "switch_pool", tag = "control",
+    params(("name" = String, Path, description = "The pool's name")),
+    request_body = PoolSwitch,
+    responses(
+        (status = 200, description = "`{\"pools\": [..]}` after the switch", body = Object),
+        (status = 400, description = "A malformed body", body = super::openapi::ApiErrorBody),
+        (status = 404, description = "No such pool", body = super::openapi::ApiErrorBody),
+        (status = 409, description = "The last pool in use cannot be taken out", body = super::openapi::ApiErrorBody),
+    )
+)]
 /// `PUT /admin/api/pools/{name} {"in_use": bool}`: takes a pool out of use
 /// (no new jobs; those on it finish) or back in, without a restart. The
 /// last pool in use cannot be taken out: close the session instead.
@@ -169,6 +183,9 @@ pub(super) async fn switch_pool(
     Ok(pools(State(admin)).await)
 }
 
+#[utoipa::path(get, path = "/admin/api/settings", operation_id = "get_settings", tag = "control",
+    responses((status = 200, description = "The settings in force", body = super::openapi::SettingsView))
+)]
 /// `GET /admin/api/settings`: what is in force.
 pub(super) async fn settings(State(admin): State<Arc<Admin>>) -> Json<Value> {
     Json(json!({
@@ -179,6 +196,13 @@ pub(super) async fn settings(State(admin): State<Arc<Admin>>) -> Json<Value> {
     }))
 }
 
+#[utoipa::path(put, path = "/admin/api/settings", operation_id = "change_settings", tag = "control",
+    request_body = Settings,
+    responses(
+        (status = 200, description = "The settings in force now", body = super::openapi::SettingsView),
+        (status = 400, description = "A malformed body, a job wait out of 10 s–6 h, or a budget that is not a number", body = super::openapi::ApiErrorBody),
+    )
+)]
 /// `PUT /admin/api/settings {"job_wait_secs": N}`.
 pub(super) async fn change_settings(
     State(admin): State<Arc<Admin>>,
@@ -226,16 +250,28 @@ pub(super) async fn change_settings(
     Ok(settings(State(admin)).await)
 }
 
+#[utoipa::path(get, path = "/admin/api/session", operation_id = "get_session", tag = "control",
+    responses((status = 200, description = "Where the session is", body = super::openapi::SessionView))
+)]
 /// `GET /admin/api/session`.
 pub(super) async fn session(State(admin): State<Arc<Admin>>) -> Json<Value> {
     Json(json!({ "state": admin.session.get() }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub(super) struct Switch {
+    /// The state to switch to.
+    #[schema(value_type = super::openapi::SessionStateName)]
     state: SessionState,
 }
 
+#[utoipa::path(put, path = "/admin/api/session", operation_id = "switch_session", tag = "control",
+    request_body = Switch,
+    responses(
+        (status = 200, description = "Where the session is now", body = super::openapi::SessionView),
+        (status = 400, description = "A malformed body", body = super::openapi::ApiErrorBody),
+    )
+)]
 /// `PUT /admin/api/session {"state": "open" | "drain" | "closed"}`.
 pub(super) async fn switch_session(
     State(admin): State<Arc<Admin>>,

@@ -144,6 +144,9 @@ fn budget_view(admin: &Admin, spent: f64) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/admin/api/costs", operation_id = "costs", tag = "costs",
+    responses((status = 200, description = "The day's cost by pool and attendee, and the budget", body = super::openapi::CostsView))
+)]
 /// `GET /admin/api/costs`.
 pub(super) async fn render(State(admin): State<Arc<Admin>>) -> Result<Json<Value>, ApiError> {
     let costs = compute(&admin).await?;

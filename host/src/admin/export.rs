@@ -30,7 +30,7 @@ use crate::front::ApiError;
 use crate::queue::JobState;
 
 /// How far the current (or last) export got.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct ExportProgress {
     /// An export is streaming now.
     pub running: bool,
@@ -224,6 +224,12 @@ fn write_zip(
     out.flush().map_err(|e| format!("sending the zip: {e}"))
 }
 
+#[utoipa::path(get, path = "/admin/api/export", operation_id = "export_outputs", tag = "export",
+    responses(
+        (status = 200, description = "A zip of every succeeded job's outputs with `manifest.json` last, streamed; `x-comfyume-export-files` gives the file count", content_type = "application/zip", body = super::openapi::Binary),
+        (status = 409, description = "An export is already running", body = super::openapi::ApiErrorBody),
+    )
+)]
 /// `GET /admin/api/export`: the zip, streamed.
 pub(super) async fn export(State(admin): State<Arc<Admin>>) -> Result<Response, ApiError> {
     if !admin.exports.try_start() {
@@ -290,6 +296,9 @@ pub(super) async fn export(State(admin): State<Arc<Admin>>) -> Result<Response, 
         .into_response())
 }
 
+#[utoipa::path(get, path = "/admin/api/export/status", operation_id = "export_status", tag = "export",
+    responses((status = 200, description = "The running (or last) export's progress", body = ExportProgress))
+)]
 /// `GET /admin/api/export/status`.
 pub(super) async fn status(State(admin): State<Arc<Admin>>) -> axum::Json<ExportProgress> {
     axum::Json(admin.exports.get())

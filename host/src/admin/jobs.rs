@@ -20,12 +20,18 @@ use crate::queue::{
     CancelOutcome, Job, JobId, JobState, NewJob, Page, Priority, Requester, StoreError,
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct Filter {
+    /// Only this attendee's jobs.
     user: Option<String>,
+    /// Only jobs in this state (`queued`, `running`, `failed`, …).
     state: Option<String>,
+    /// Only this workflow kind.
     kind: Option<String>,
+    /// Only jobs that ran on this pool.
     pool: Option<String>,
+    /// At most this many (default 200, at most 2000).
     limit: Option<usize>,
 }
 
@@ -97,6 +103,13 @@ fn summary(job: &Job) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/admin/api/jobs", operation_id = "list_jobs", tag = "jobs",
+    params(Filter),
+    responses(
+        (status = 200, description = "Every attendee's jobs, newest first", body = super::openapi::JobList),
+        (status = 400, description = "An unknown state", body = super::openapi::ApiErrorBody),
+    )
+)]
 /// `GET /admin/api/jobs?user=&state=&kind=&pool=&limit=`.
 pub(super) async fn list(
     State(admin): State<Arc<Admin>>,
@@ -133,6 +146,14 @@ fn job_id(id: &str) -> Result<JobId, ApiError> {
         .map_err(|_| ApiError::BadRequest(format!("{id:?} is not a job number")))
 }
 
+#[utoipa::path(get, path = "/admin/api/jobs/{id}", operation_id = "job_detail", tag = "jobs",
+    params(("id" = u64, Path, description = "The job number")),
+    responses(
+        (status = 200, description = "The job's summary with `history` (every transition), `outputs`, `backend` and `cost_estimate`", body = Object),
+        (status = 400, description = "Not a job number", body = super::openapi::ApiErrorBody),
+        (status = 404, description = "No such job", body = super::openapi::ApiErrorBody),
+    )
+)]
 /// `GET /admin/api/jobs/{id}`: the job with every transition.
 pub(super) async fn detail(
     State(admin): State<Arc<Admin>>,
@@ -151,6 +172,14 @@ pub(super) async fn detail(
     Ok(Json(body))
 }
 
+#[utoipa::path(post, path = "/admin/api/jobs/{id}/cancel", operation_id = "cancel_job", tag = "jobs",
+    params(("id" = u64, Path, description = "The job number")),
+    responses(
+        (status = 200, description = "Cancelled, asked of the backend, or already finished", body = super::openapi::CancelAnswer),
+        (status = 400, description = "Not a job number", body = super::openapi::ApiErrorBody),
+        (status = 404, description = "No such job", body = super::openapi::ApiErrorBody),
+    )
+)]
 /// `POST /admin/api/jobs/{id}/cancel`.
 pub(super) async fn cancel(
     State(admin): State<Arc<Admin>>,
@@ -169,11 +198,23 @@ pub(super) async fn cancel(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub(super) struct Reprioritise {
+    /// The new class.
+    #[schema(value_type = super::openapi::PriorityClass)]
     priority: Priority,
 }
 
+#[utoipa::path(post, path = "/admin/api/jobs/{id}/priority", operation_id = "reprioritise_job", tag = "jobs",
+    params(("id" = u64, Path, description = "The job number")),
+    request_body = Reprioritise,
+    responses(
+        (status = 200, description = "The job moved to the new class", body = super::openapi::JobSummary),
+        (status = 400, description = "Not a job number, or a malformed body", body = super::openapi::ApiErrorBody),
+        (status = 404, description = "No such job", body = super::openapi::ApiErrorBody),
+        (status = 409, description = "The job is no longer waiting", body = super::openapi::ApiErrorBody),
+    )
+)]
 /// `POST /admin/api/jobs/{id}/priority {"priority": "instructor" | "high" |
 /// "normal" | "low"}`.
 pub(super) async fn reprioritise(
@@ -201,6 +242,17 @@ pub(super) async fn reprioritise(
     Ok(Json(summary(&job)))
 }
 
+#[utoipa::path(post, path = "/admin/api/jobs/{id}/retry", operation_id = "retry_job", tag = "jobs",
+    params(("id" = u64, Path, description = "The job number")),
+    responses(
+        (status = 200, description = "The new job's summary with `retry_of`", body = super::openapi::JobSummary),
+        (status = 400, description = "Not a job number", body = super::openapi::ApiErrorBody),
+        (status = 404, description = "No such job", body = super::openapi::ApiErrorBody),
+        (status = 409, description = "The job did not fail, die or get cancelled", body = super::openapi::ApiErrorBody),
+        (status = 413, description = "The stored prompt is over the size limit", body = super::openapi::ApiErrorBody),
+        (status = 429, description = "The attendee is at a cap", body = super::openapi::ApiErrorBody),
+    )
+)]
 /// `POST /admin/api/jobs/{id}/retry`: the same prompt again, as a new job.
 pub(super) async fn retry(
     State(admin): State<Arc<Admin>>,

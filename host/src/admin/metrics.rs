@@ -54,6 +54,9 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "probes", security(()),
+    responses((status = 200, description = "Prometheus text (counts only, no names or prompts)", content_type = "text/plain", body = String))
+)]
 /// `GET /metrics`.
 pub(super) async fn render(State(admin): State<Arc<Admin>>) -> Response {
     let mut text = Text::default();
@@ -231,11 +234,20 @@ pub(super) async fn render(State(admin): State<Arc<Admin>>) -> Response {
         .into_response()
 }
 
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "probes", security(()),
+    responses((status = 200, description = "The process answers: `ok`", content_type = "text/plain", body = String))
+)]
 /// `GET /healthz`: the process answers.
 pub(super) async fn healthz() -> &'static str {
     "ok\n"
 }
 
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "probes", security(()),
+    responses(
+        (status = 200, description = "The job store answers: `ready`", content_type = "text/plain", body = String),
+        (status = 503, description = "The job store is unavailable", content_type = "text/plain", body = String),
+    )
+)]
 /// `GET /readyz`: the job store answers; otherwise 503.
 pub(super) async fn readyz(State(admin): State<Arc<Admin>>) -> (StatusCode, &'static str) {
     match admin.state.queue.snapshot().await {

@@ -20,8 +20,9 @@
 //!
 //! The dashboard at `/admin` (module `dashboard`) is a page over this API.
 //!
-//! Not built yet (issue 6): a warm-up job for pools other than Verda's,
-//! the OpenAPI document.
+//! Not built yet (issue 6): a warm-up job for pools other than Verda's.
+//!
+//! The API is described by an OpenAPI document (module `openapi`).
 
 mod accounts;
 mod attendees;
@@ -32,6 +33,7 @@ mod dashboard;
 mod export;
 mod jobs;
 mod metrics;
+pub mod openapi;
 mod plugins;
 mod prewarm;
 
@@ -83,6 +85,7 @@ impl Admin {
 /// `/admin/api/…` behind the admin login, and `/metrics`.
 pub fn router(admin: Arc<Admin>) -> Router {
     let api = Router::new()
+        .route("/openapi.json", get(openapi::document))
         .route("/jobs", get(jobs::list))
         .route("/jobs/{id}", get(jobs::detail))
         .route("/jobs/{id}/cancel", post(jobs::cancel))

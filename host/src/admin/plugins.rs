@@ -32,6 +32,9 @@ pub(super) fn body_limit() -> DefaultBodyLimit {
     DefaultBodyLimit::max(MAX_UPLOAD)
 }
 
+#[utoipa::path(get, path = "/admin/api/plugins", operation_id = "plugin_status", tag = "plugins",
+    responses((status = 200, description = "Every slot, and the shadow run", body = super::openapi::PluginsView))
+)]
 /// `GET /admin/api/plugins`: every slot, and the shadow run.
 pub(super) async fn status(State(admin): State<Arc<Admin>>) -> Json<Value> {
     Json(json!({
@@ -40,11 +43,20 @@ pub(super) async fn status(State(admin): State<Arc<Admin>>) -> Json<Value> {
     }))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 pub(super) struct ShadowRequest {
+    /// The uploaded scheduler's hash.
     hash: String,
 }
 
+#[utoipa::path(put, path = "/admin/api/plugins/shadow", operation_id = "set_shadow", tag = "plugins",
+    request_body = ShadowRequest,
+    responses(
+        (status = 200, description = "`{\"shadow\": status}` with fresh counts", body = Object),
+        (status = 400, description = "A malformed body, or the plugin is not a scheduler", body = super::openapi::ApiErrorBody),
+        (status = 404, description = "No uploaded plugin has this hash", body = super::openapi::ApiErrorBody),
+    )
+)]
 /// `PUT /admin/api/plugins/shadow {"hash": H}`: run the uploaded scheduler
 /// `H` in shadow beside the active one (fresh counts).
 pub(super) async fn set_shadow(
@@ -68,6 +80,9 @@ pub(super) async fn set_shadow(
     Ok(Json(json!({ "shadow": status })))
 }
 
+#[utoipa::path(delete, path = "/admin/api/plugins/shadow", operation_id = "clear_shadow", tag = "plugins",
+    responses((status = 200, description = "`{\"shadow\": final counts or null}`", body = Object))
+)]
 /// `DELETE /admin/api/plugins/shadow`: stop the shadow run; answers with
 /// its final counts.
 pub(super) async fn clear_shadow(State(admin): State<Arc<Admin>>) -> Json<Value> {
@@ -76,13 +91,27 @@ pub(super) async fn clear_shadow(State(admin): State<Arc<Admin>>) -> Json<Value>
     Json(json!({ "shadow": last }))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct UploadOptions {
     /// `unchecked`: admit the component even if it fails the check.
     #[serde(rename = "override")]
     override_check: Option<String>,
 }
 
+#[utoipa::path(post, path = "/admin/api/plugins", operation_id = "upload_plugin", tag = "plugins",
+    params(UploadOptions),
+    request_body(description = "The WebAssembly component (`.wasm`), at most 64 MiB", content(
+        (super::openapi::Binary = "application/wasm"),
+        (super::openapi::Binary = "application/octet-stream"),
+    )),
+    responses(
+        (status = 201, description = "Checked and kept (or admitted with `check_failed` under the override)", body = super::openapi::Uploaded),
+        (status = 400, description = "An empty body or an unknown override", body = super::openapi::ApiErrorBody),
+        (status = 413, description = "Over 64 MiB"),
+        (status = 422, description = "Not a usable plugin, or it failed the check (with `report`)", body = super::openapi::ApiErrorBody),
+    )
+)]
 /// `POST /admin/api/plugins[?override=unchecked]` with the `.wasm` as the
 /// body. A component that fails the check is refused (422) and not kept,
 /// unless the operator overrides: then it is admitted (201, with
@@ -162,6 +191,13 @@ pub(super) async fn upload(
         .into_response())
 }
 
+#[utoipa::path(post, path = "/admin/api/plugins/{hash}/activate", operation_id = "activate_plugin", tag = "plugins",
+    params(("hash" = String, Path, description = "The uploaded plugin's SHA-256")),
+    responses(
+        (status = 200, description = "The plugin is active in its slot", body = super::openapi::SlotChange),
+        (status = 404, description = "No uploaded plugin has this hash", body = super::openapi::ApiErrorBody),
+    )
+)]
 /// `POST /admin/api/plugins/{hash}/activate`.
 pub(super) async fn activate(
     State(admin): State<Arc<Admin>>,
@@ -177,6 +213,13 @@ pub(super) async fn activate(
     Ok(Json(json!({ "slot": slot, "active": hash })))
 }
 
+#[utoipa::path(post, path = "/admin/api/plugins/slots/{slot}/rollback", operation_id = "rollback_slot", tag = "plugins",
+    params(("slot" = String, Path, description = "The slot, e.g. `scheduler` or `validator:ltx2`")),
+    responses(
+        (status = 200, description = "The slot is back on its previous version", body = super::openapi::SlotChange),
+        (status = 409, description = "No such slot or nothing to roll back to", body = super::openapi::ApiErrorBody),
+    )
+)]
 /// `POST /admin/api/plugins/slots/{slot}/rollback`.
 pub(super) async fn rollback(
     State(admin): State<Arc<Admin>>,

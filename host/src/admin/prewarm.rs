@@ -65,12 +65,24 @@ fn target(admin: &Admin, pool: &str) -> Result<(String, u32, Arc<VerdaScaling>),
     Ok((deployment, config.prewarm_replicas, client))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Prewarm {
+    /// Minimum replicas while warm (default: the pool's `prewarm_replicas`).
     replicas: Option<u32>,
 }
 
+#[utoipa::path(post, path = "/admin/api/pools/{name}/prewarm", operation_id = "prewarm_pool", tag = "control",
+    params(("name" = String, Path, description = "A verda pool's name")),
+    request_body(content = Option<Prewarm>, description = "Optional: the minimum replicas"),
+    responses(
+        (status = 200, description = "`{pool, deployment, min_replicas, restore_to}`", body = Object),
+        (status = 400, description = "A malformed body or replicas out of 1–64", body = super::openapi::ApiErrorBody),
+        (status = 404, description = "No such pool", body = super::openapi::ApiErrorBody),
+        (status = 409, description = "Not a verda pool, or no management credentials configured", body = super::openapi::ApiErrorBody),
+        (status = 502, description = "Verda's management API refused or failed (the step is named)", body = super::openapi::ApiErrorBody),
+    )
+)]
 /// `POST /admin/api/pools/{name}/prewarm [{"replicas": N}]`.
 pub(super) async fn prewarm(
     State(admin): State<Arc<Admin>>,
@@ -130,6 +142,15 @@ async fn release_one(admin: &Admin, pool: &str) -> Result<Option<u32>, ApiError>
     Ok(Some(restore))
 }
 
+#[utoipa::path(delete, path = "/admin/api/pools/{name}/prewarm", operation_id = "release_pool", tag = "control",
+    params(("name" = String, Path, description = "A pre-warmed pool's name")),
+    responses(
+        (status = 200, description = "`{pool, min_replicas}`: the minimum restored", body = Object),
+        (status = 404, description = "No such pool", body = super::openapi::ApiErrorBody),
+        (status = 409, description = "The pool is not pre-warmed", body = super::openapi::ApiErrorBody),
+        (status = 502, description = "Verda's management API refused or failed", body = super::openapi::ApiErrorBody),
+    )
+)]
 /// `DELETE /admin/api/pools/{name}/prewarm`.
 pub(super) async fn release(
     State(admin): State<Arc<Admin>>,

@@ -37,7 +37,7 @@ impl Default for FailurePolicy {
 }
 
 /// What the operator sees about a slot.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SlotStatus {
     /// The slot's name, e.g. `scheduler` or `validator:ltx2`.
     pub slot: String,

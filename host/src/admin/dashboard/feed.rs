@@ -132,6 +132,9 @@ pub(super) async fn build(admin: &Arc<Admin>) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/admin/api/events", operation_id = "dashboard_events", tag = "dashboard",
+    responses((status = 200, description = "Server-sent events: a `snapshot` event (the JSON of `GET /admin/api/snapshot`) now and as things change", content_type = "text/event-stream", body = String))
+)]
 /// `GET /admin/api/events`: a `snapshot` event now and as things change.
 pub(super) async fn events(
     State(feed): State<Arc<Feed>>,
@@ -153,6 +156,9 @@ pub(super) async fn events(
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
+#[utoipa::path(get, path = "/admin/api/snapshot", operation_id = "dashboard_snapshot", tag = "dashboard",
+    responses((status = 200, description = "Everything the dashboard shows: `now_ms`, `jobs_shown`, `jobs`, `attendees`, `pools`, `plugins`, `settings`, `session` and the `errors` of parts that failed", body = Object))
+)]
 /// `GET /admin/api/snapshot`: the same snapshot, made now (polling).
 pub(super) async fn snapshot(State(feed): State<Arc<Feed>>) -> Json<Value> {
     Json(build(&feed.admin).await)

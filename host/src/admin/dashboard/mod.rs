@@ -17,7 +17,7 @@
 //! - The feed is one task per host, built from the API's own handlers, that
 //!   runs only while a dashboard is open: see [`feed`].
 
-mod feed;
+pub(super) mod feed;
 
 use std::sync::Arc;
 
