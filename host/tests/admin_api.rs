@@ -961,8 +961,27 @@ async fn a_verda_pool_is_prewarmed_through_the_management_api_and_released_at_cl
         "{h200}"
     );
 
+    // A pool without replicas to hold up is warmed by a one-step job.
     let (status, body) = send(post("/admin/api/pools/rehearsal/prewarm", None)).await;
-    assert_eq!(status, 409, "not a verda pool: {body}");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["warm_up"], "comfyume_flux2_klein_4b_t2i_distilled",
+        "{body}"
+    );
+    assert!(body["took_seconds"].as_f64().is_some(), "{body}");
+    let (status, body) = send(post(
+        "/admin/api/pools/rehearsal/prewarm",
+        Some(json!({"template": "../../etc/passwd"})),
+    ))
+    .await;
+    assert_eq!(status, 404, "only workshop templates: {body}");
+    let (status, _) = send(
+        host.http
+            .delete(host.url("/admin/api/pools/rehearsal/prewarm"))
+            .basic_auth("boss", Some(PASSWORD)),
+    )
+    .await;
+    assert_eq!(status, 409, "nothing to release on a rehearsal pool");
     let (status, body) = send(post("/admin/api/pools/b300/prewarm", None)).await;
     assert_eq!(status, 502, "Verda's refusal is named: {body}");
     assert!(

@@ -20,7 +20,8 @@
 //!
 //! The dashboard at `/admin` (module `dashboard`) is a page over this API.
 //!
-//! Not built yet (issue 6): a warm-up job for pools other than Verda's.
+//! Pools are defined in the configuration file; the operator switches
+//! them in and out of use live but cannot add one without a restart.
 //!
 //! The API is described by an OpenAPI document (module `openapi`).
 

@@ -8,8 +8,15 @@
 //! restart still knows what to restore. Releasing (or closing the session)
 //! puts that minimum back. Without `verda.client_id`/`client_secret` the
 //! operator gets a 409 saying what to configure; a refusal by Verda is a
-//! 502 naming the step. Pools of other kinds have no replicas to hold up:
-//! a 409 says so.
+//! 502 naming the step.
+//!
+//! A `comfyui` or `rehearsal` pool (one server, always up) is warmed by a
+//! warm-up job instead: a workshop template (the body's `template`, else
+//! the Flux2 Klein 4B distilled one) with one sampling step, sent straight
+//! to the backend so its models are loaded before the first attendee
+//! presses Run. It is not an attendee's job: it skips the queue and the
+//! pool's slot count, so send it before opening the session. The answer
+//! says how long it took (the cold start the attendees will not wait for).
 
 use std::sync::Arc;
 
@@ -68,19 +75,92 @@ fn target(admin: &Admin, pool: &str) -> Result<(String, u32, Arc<VerdaScaling>),
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Prewarm {
-    /// Minimum replicas while warm (default: the pool's `prewarm_replicas`).
+    /// Verda: minimum replicas while warm (default: the pool's
+    /// `prewarm_replicas`).
     replicas: Option<u32>,
+    /// Other pools: the workshop template of the warm-up job (a file name
+    /// in `workflows/api/` without `.api.json`).
+    template: Option<String>,
+}
+
+/// The template a warm-up job runs by default.
+const WARM_UP_TEMPLATE: &str = "comfyume_flux2_klein_4b_t2i_distilled";
+
+/// Runs one warm-up job on a `comfyui`/`rehearsal` pool.
+async fn warm_up(admin: &Admin, pool: &str, template: Option<&str>) -> Result<Value, ApiError> {
+    let name = template.unwrap_or(WARM_UP_TEMPLATE);
+    let file = format!("{name}.api.json");
+    let prompt = crate::plugins::builtin::templates()
+        .iter()
+        .find(|(f, _)| *f == file)
+        .and_then(|(_, text)| serde_json::from_str::<Value>(text).ok())
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("no workshop template {name:?} in workflows/api"))
+        })?;
+    let mut prompt = prompt;
+    // One step is enough to load every model the template uses.
+    if let Some(nodes) = prompt.as_object_mut() {
+        for node in nodes.values_mut() {
+            if let Some(steps) = node.pointer_mut("/inputs/steps")
+                && steps.is_number()
+            {
+                *steps = json!(1);
+            }
+        }
+    }
+    let backend = admin
+        .state
+        .dispatcher
+        .pools()
+        .iter()
+        .find(|p| p.backend().info().name == pool)
+        .map(|p| p.backend().clone())
+        .ok_or_else(|| ApiError::NotFound(format!("no pool named {pool:?}")))?;
+    let prompt_id = uuid::Uuid::new_v4().to_string();
+    let client_id = "comfyume-warm-up";
+    let payload = json!({"prompt": prompt, "extra_data": {"client_id": client_id}});
+    let job_wait = admin.state.dispatcher.job_wait();
+    let started = std::time::Instant::now();
+    let submission = crate::dispatch::backend::Submission {
+        prompt_id: &prompt_id,
+        client_id,
+        payload: &payload,
+        inputs: &[],
+        job_wait,
+        callback: None,
+    };
+    let failed = |e: crate::dispatch::backend::BackendError| {
+        ApiError::Upstream(format!("warming {pool}: {e}"))
+    };
+    let backend_id = backend.submit(submission).await.map_err(failed)?;
+    let outcome = backend
+        .wait(&backend_id, client_id, job_wait, &mut |_, _| {})
+        .await;
+    backend.forget(&backend_id);
+    match outcome.map_err(failed)? {
+        crate::dispatch::comfyui::protocol::Outcome::Success(_) => {
+            let took = started.elapsed().as_secs_f64();
+            tracing::info!(%pool, template = name, took_s = took, "pool warmed up");
+            Ok(json!({"pool": pool, "warm_up": name, "took_seconds": took, "warm": backend.warm()}))
+        }
+        crate::dispatch::comfyui::protocol::Outcome::Failed(reason) => Err(ApiError::Upstream(
+            format!("warming {pool}: the warm-up job failed: {reason}"),
+        )),
+        crate::dispatch::comfyui::protocol::Outcome::Pending => Err(ApiError::Upstream(format!(
+            "warming {pool}: the warm-up job did not finish"
+        ))),
+    }
 }
 
 #[utoipa::path(post, path = "/admin/api/pools/{name}/prewarm", operation_id = "prewarm_pool", tag = "control",
     params(("name" = String, Path, description = "A verda pool's name")),
     request_body(content = Option<Prewarm>, description = "Optional: the minimum replicas"),
     responses(
-        (status = 200, description = "`{pool, deployment, min_replicas, restore_to}`", body = Object),
+        (status = 200, description = "Verda: `{pool, deployment, min_replicas, restore_to}`; other pools: `{pool, warm_up, took_seconds, warm}`", body = Object),
         (status = 400, description = "A malformed body or replicas out of 1–64", body = super::openapi::ApiErrorBody),
-        (status = 404, description = "No such pool", body = super::openapi::ApiErrorBody),
-        (status = 409, description = "Not a verda pool, or no management credentials configured", body = super::openapi::ApiErrorBody),
-        (status = 502, description = "Verda's management API refused or failed (the step is named)", body = super::openapi::ApiErrorBody),
+        (status = 404, description = "No such pool or template", body = super::openapi::ApiErrorBody),
+        (status = 409, description = "No management credentials configured (verda pools)", body = super::openapi::ApiErrorBody),
+        (status = 502, description = "Verda's management API, or the warm-up job, failed (the step is named)", body = super::openapi::ApiErrorBody),
     )
 )]
 /// `POST /admin/api/pools/{name}/prewarm [{"replicas": N}]`.
@@ -95,6 +175,12 @@ pub(super) async fn prewarm(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::BadRequest(format!("expected {{\"replicas\": N}}: {e}")))?
     };
+    let kind = admin.state.config.pools.get(&pool).map(|p| p.kind);
+    if matches!(kind, Some(PoolKind::Comfyui | PoolKind::Rehearsal)) {
+        return warm_up(&admin, &pool, request.template.as_deref())
+            .await
+            .map(Json);
+    }
     let (deployment, default, client) = target(&admin, &pool)?;
     let replicas = request.replicas.unwrap_or(default);
     if !(1..=64).contains(&replicas) {

@@ -172,13 +172,15 @@ export function renderPools(el, pools) {
         'td',
         { class: 'actions' },
         p.in_use === false ? badge('out of use', 'cancelled') : null,
-        p.kind === 'verda'
-          ? h(
-              'button',
-              { type: 'button', dataset: { action: 'prewarm', name: p.name, warm: p.prewarmed ? 'yes' : 'no', test: 'pool-prewarm' } },
-              p.prewarmed ? 'Release pre-warm' : 'Pre-warm',
-            )
-          : null,
+        h(
+          'button',
+          {
+            type: 'button',
+            dataset: { action: 'prewarm', name: p.name, warm: p.prewarmed ? 'yes' : 'no', test: 'pool-prewarm' },
+            title: p.kind === 'verda' ? 'Raise the minimum replicas (released at close)' : 'Run a one-step warm-up job now',
+          },
+          p.kind === 'verda' ? (p.prewarmed ? 'Release pre-warm' : 'Pre-warm') : 'Warm up',
+        ),
         h(
           'button',
           { type: 'button', dataset: { action: 'pool', name: p.name, use: p.in_use === false ? 'yes' : 'no', test: 'pool-switch' } },
