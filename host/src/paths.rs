@@ -130,6 +130,52 @@ mod tests {
         assert_eq!(join_plain(root, "/tmp", "a.png"), None);
     }
 
+    /// Names built from the pieces attacks are made of (issue 8's fuzzing
+    /// of the resolver behind `/api/view` and `/api/userdata`).
+    fn hostile_name() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            Just("..".to_string()),
+            Just(".".to_string()),
+            Just("/".to_string()),
+            Just("//".to_string()),
+            Just("\\".to_string()),
+            Just("\0".to_string()),
+            Just("%2e%2e".to_string()),
+            Just("~".to_string()),
+            Just(".git".to_string()),
+            Just("a".to_string()),
+            Just("é.png".to_string()),
+            Just(" ".to_string()),
+            "[a-z0-9._-]{1,6}",
+            any::<String>(),
+        ];
+        proptest::collection::vec(piece, 0..8).prop_map(|parts| parts.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, .. proptest::prelude::ProptestConfig::default() })]
+
+        #[test]
+        fn no_name_leaves_the_root(sub in hostile_name(), name in hostile_name()) {
+            let root = Path::new("/data/users/ann/output");
+            if let Some(path) = join_plain(root, &sub, &name) {
+                proptest::prop_assert!(path.starts_with(root), "{path:?}");
+                let below = path.strip_prefix(root).unwrap_or(Path::new("/"));
+                for part in below.components() {
+                    let Component::Normal(part) = part else {
+                        return Err(proptest::test_runner::TestCaseError::fail(format!("{part:?} in {path:?}")));
+                    };
+                    let part = part.to_string_lossy();
+                    proptest::prop_assert!(!part.starts_with('.'), "hidden {part:?} in {path:?}");
+                    proptest::prop_assert!(!part.contains('\\') && !part.contains('\0'), "{path:?}");
+                }
+                // The name stays one component: never a folder of its own.
+                proptest::prop_assert_eq!(path.file_name().map(|n| n.to_string_lossy().into_owned()), plain_relative(&name));
+            }
+        }
+    }
+
     #[tokio::test]
     async fn symlinks_out_of_the_root_are_refused() {
         let dir = tempfile::tempdir().unwrap();
