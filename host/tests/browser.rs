@@ -589,6 +589,7 @@ fn the_operator_runs_the_workshop_from_the_dashboard() {
             "activate",
             "rollback",
             "shadow_and_budget",
+            "outputs_and_backups",
             "hostile_refused",
             "session_and_job_wait",
             "polling_fallback",

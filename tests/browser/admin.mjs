@@ -389,6 +389,20 @@ async function main() {
       return { counts, budget };
     });
 
+    await stage('outputs_and_backups', () => page, async () => {
+      // The export link downloads one zip (it begins "PK"); its progress
+      // is then shown. Without a bucket, "Back up now" says what to set.
+      const [download] = await Promise.all([page.waitForEvent('download'), page.locator('[data-test=export]').click()]);
+      const file = await download.path();
+      const bytes = fs.readFileSync(file);
+      check(bytes.length > 22 && bytes.subarray(0, 2).toString() === 'PK', 'the export is not a zip', { size: bytes.length });
+      check(download.suggestedFilename().endsWith('.zip'), `the export is named ${download.suggestedFilename()}`);
+      await page.locator('[data-test=backup-now]').click();
+      await waitForMessage(page, 'no backup.bucket configured', 'backing up without a bucket was not refused visibly');
+      const shown = await waitForText(page, page.locator('[data-test=export-status]'), (t) => t.startsWith('Last export'), 'the export is not shown');
+      return { zip_bytes: bytes.length, shown };
+    });
+
     await stage('hostile_refused', () => page, async () => {
       const outcome = await upload(page, config.hostile);
       check(outcome.state === 'refused', `the hostile plugin was ${outcome.state}`, outcome.text);

@@ -42,6 +42,9 @@ pub struct ExportProgress {
     pub bytes: u64,
     /// Why the last export stopped early (e.g. the download was abandoned).
     pub error: Option<String>,
+    /// When the last export ended (ms since the Unix epoch); none: no
+    /// export has ended on this host yet.
+    pub finished_at_ms: Option<u64>,
 }
 
 /// The export's shared progress.
@@ -270,6 +273,7 @@ pub(super) async fn export(State(admin): State<Arc<Admin>>) -> Result<Response, 
         worker.exports.update(|p| {
             p.running = false;
             p.error = result.err();
+            p.finished_at_ms = Some(crate::queue::system_clock().now_ms());
         });
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {

@@ -130,6 +130,28 @@ function watchdog() {
   if (Date.now() - state.lastAt > POLL_AFTER_MS) refresh();
 }
 
+// Backups and the export: the last result of each, in words.
+async function refreshOutputs() {
+  try {
+    const backups = await call('GET', '/admin/api/backups');
+    const last = backups?.last;
+    $('backup-status').textContent = !backups?.configured
+      ? 'No backup bucket configured ([backup] in the configuration).'
+      : last
+        ? `Last backup ${new Date(last.finished_at_ms).toLocaleTimeString()}: ${last.error ? `FAILED: ${last.error}` : `${last.uploaded} files sent, ${last.skipped} already there, ${last.history_jobs} jobs in the history`}` +
+          (backups.interval_minutes ? ` · every ${backups.interval_minutes} min` : ' · on demand only')
+        : `No backup yet${backups.interval_minutes ? ` · every ${backups.interval_minutes} min` : ''}.`;
+    const exported = await call('GET', '/admin/api/export/status');
+    $('export-status').textContent = exported?.running
+      ? `Export running: ${exported.files_done} of ${exported.files_total} files`
+      : exported?.finished_at_ms
+        ? `Last export ${new Date(exported.finished_at_ms).toLocaleTimeString()}: ${exported.files_done} of ${exported.files_total} files${exported.error ? ` (stopped: ${exported.error})` : ''}`
+        : '';
+  } catch (error) {
+    $('backup-status').textContent = `Backups: ${error.message}`;
+  }
+}
+
 async function refreshCosts() {
   const panel = $('costs-panel');
   try {
@@ -170,6 +192,10 @@ const actions = {
     el.dataset.warm === 'yes'
       ? act(`Release ${el.dataset.name}`, () => call('DELETE', `/admin/api/pools/${encodeURIComponent(el.dataset.name)}/prewarm`))
       : act(`Pre-warm ${el.dataset.name}`, () => call('POST', `/admin/api/pools/${encodeURIComponent(el.dataset.name)}/prewarm`)),
+  backup: async () => {
+    await act('Backup', () => call('POST', '/admin/api/backups'));
+    await refreshOutputs();
+  },
   'shadow-stop': () => act('Stop the shadow run', () => call('DELETE', '/admin/api/plugins/shadow')),
   rollback: (el) =>
     act(
@@ -265,6 +291,8 @@ function start() {
   setInterval(watchdog, 2000);
   refreshCosts();
   setInterval(refreshCosts, COSTS_EVERY_MS);
+  refreshOutputs();
+  setInterval(refreshOutputs, COSTS_EVERY_MS);
 }
 
 start();
