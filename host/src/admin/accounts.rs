@@ -230,11 +230,7 @@ pub(super) async fn change(
             ));
         }
     }
-    let data_dir = admin.state.config.server.data_dir.clone();
-    let file = tokio::task::spawn_blocking(move || UsersFile::load(&data_dir))
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("reading the users: {e}")))?
-        .map_err(users_error)?;
+    let file = admin.users().await?;
     let user = file
         .get(&name)
         .ok_or_else(|| ApiError::NotFound(format!("no user {name:?}")))?;

@@ -9,7 +9,6 @@ use axum::extract::State;
 use serde_json::{Value, json};
 
 use super::Admin;
-use crate::auth::UsersFile;
 use crate::front::ApiError;
 
 #[utoipa::path(get, path = "/admin/api/attendees", operation_id = "list_attendees", tag = "attendees",
@@ -17,11 +16,7 @@ use crate::front::ApiError;
 )]
 /// `GET /admin/api/attendees`.
 pub(super) async fn list(State(admin): State<Arc<Admin>>) -> Result<Json<Value>, ApiError> {
-    let data_dir = admin.state.config.server.data_dir.clone();
-    let users = tokio::task::spawn_blocking(move || UsersFile::load(&data_dir))
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("reading the users: {e}")))?
-        .map_err(|e| ApiError::Unavailable(format!("reading the users: {e}")))?;
+    let users = admin.users().await?;
     let snapshot = admin.state.queue.snapshot().await?;
     let usage: HashMap<&str, _> = snapshot
         .users

@@ -35,7 +35,6 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
 
 use super::Admin;
-use crate::auth::UsersFile;
 use crate::config::BackupConfig;
 use crate::front::ApiError;
 
@@ -152,13 +151,7 @@ async fn copy(admin: &Admin, report: &mut BackupReport) -> Result<(), String> {
     let store = bucket(config)?;
     let prefix = config.prefix.trim_matches('/').to_string();
     let data_dir = admin.state.config.server.data_dir.clone();
-    let users = {
-        let data_dir = data_dir.clone();
-        tokio::task::spawn_blocking(move || UsersFile::load(&data_dir))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("reading the users: {e}"))?
-    };
+    let users = admin.users().await.map_err(|e| e.to_string())?;
     // What the bucket has already, by key and size.
     let mut present = std::collections::HashMap::new();
     let mut listing = store.list(Some(&ObjectPath::from(format!("{prefix}/outputs"))));

@@ -24,7 +24,6 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Admin;
-use crate::auth::UsersFile;
 use crate::front::ApiError;
 use crate::queue::{Job, Page};
 
@@ -89,11 +88,7 @@ pub(super) async fn every_job_of(admin: &Admin, user: &str) -> Result<Vec<Job>, 
 
 /// Sums the costs from the store.
 pub async fn compute(admin: &Admin) -> Result<Costs, ApiError> {
-    let data_dir = admin.state.config.server.data_dir.clone();
-    let users = tokio::task::spawn_blocking(move || UsersFile::load(&data_dir))
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("reading the users: {e}")))?
-        .map_err(|e| ApiError::Unavailable(format!("reading the users: {e}")))?;
+    let users = admin.users().await?;
     let prices: BTreeMap<&str, f64> = admin
         .state
         .config

@@ -24,7 +24,6 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::Admin;
-use crate::auth::UsersFile;
 use crate::dispatch::outputs::user_output_dir;
 use crate::front::ApiError;
 use crate::queue::JobState;
@@ -88,13 +87,7 @@ struct Entry {
 /// What goes in: the files and the manifest.
 async fn collect(admin: &Admin) -> Result<(Vec<Entry>, Vec<Value>), ApiError> {
     let data_dir = admin.state.config.server.data_dir.clone();
-    let users = {
-        let data_dir = data_dir.clone();
-        tokio::task::spawn_blocking(move || UsersFile::load(&data_dir))
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("reading the users: {e}")))?
-            .map_err(|e| ApiError::Unavailable(format!("reading the users: {e}")))?
-    };
+    let users = admin.users().await?;
     let (mut entries, mut manifest) = (Vec::new(), Vec::new());
     for user in &users.users {
         let Some(root) = user_output_dir(&data_dir, &user.name) else {

@@ -14,7 +14,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Admin;
-use crate::auth::UsersFile;
 use crate::front::ApiError;
 use crate::queue::{
     CancelOutcome, Job, JobId, JobState, NewJob, Page, Priority, Requester, StoreError,
@@ -50,13 +49,11 @@ impl Filter {
 
 /// Every known user's jobs (newest 500 each), newest first.
 async fn all_jobs(admin: &Admin, only_user: Option<&str>) -> Result<Vec<Job>, ApiError> {
-    let data_dir = admin.state.config.server.data_dir.clone();
     let names: Vec<String> = match only_user {
         Some(user) => vec![user.to_string()],
-        None => tokio::task::spawn_blocking(move || UsersFile::load(&data_dir))
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("reading the users: {e}")))?
-            .map_err(|e| ApiError::Unavailable(format!("reading the users: {e}")))?
+        None => admin
+            .users()
+            .await?
             .users
             .into_iter()
             .map(|u| u.name)

@@ -44,7 +44,7 @@ use axum::Router;
 use axum::routing::{get, post, put};
 
 use crate::auth::{Role, require_role};
-use crate::front::Front;
+use crate::front::{ApiError, Front};
 use crate::server::AppState;
 use crate::session::Session;
 
@@ -80,6 +80,18 @@ impl Admin {
             scaling: prewarm::client(&state.config),
             backups: backup::Backups::default(),
         })
+    }
+}
+
+impl Admin {
+    /// The users file, read off the executor (it takes the editors' lock
+    /// only to write, but reading is still file I/O).
+    async fn users(&self) -> Result<crate::auth::UsersFile, ApiError> {
+        let data_dir = self.state.config.server.data_dir.clone();
+        tokio::task::spawn_blocking(move || crate::auth::UsersFile::load(&data_dir))
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("reading the users: {e}")))?
+            .map_err(|e| ApiError::Unavailable(format!("reading the users: {e}")))
     }
 }
 
