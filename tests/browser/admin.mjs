@@ -25,18 +25,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-
-function parseArgs(argv) {
-  const opts = {};
-  for (let i = 0; i < argv.length; i++) {
-    const m = /^--([a-z0-9-]+)(?:=(.*))?$/.exec(argv[i]);
-    if (!m) usage(`unexpected argument ${argv[i]}`);
-    const value = m[2] ?? argv[++i];
-    if (value === undefined) usage(`${argv[i - 1]} needs a value`);
-    opts[m[1]] = value;
-  }
-  return opts;
-}
+import { StageError, check, parseArgs, stageRunner } from './stages.mjs';
 
 function usage(message) {
   console.error(`admin.mjs: ${message}`);
@@ -47,7 +36,7 @@ function usage(message) {
   process.exit(2);
 }
 
-const args = parseArgs(process.argv.slice(2));
+const args = parseArgs(process.argv.slice(2), usage);
 const config = {
   url: args.url,
   admin: { username: args.admin, password: process.env.E2E_ADMIN_PASSWORD },
@@ -73,50 +62,13 @@ fs.mkdirSync(config.screenshots, { recursive: true });
 // ---------------------------------------------------------------- report
 
 const started = Date.now();
-const stages = [];
 const summary = { ok: false, url: config.url, screenshots: config.screenshots };
-let shot = 0;
-
-class StageError extends Error {
-  constructor(message, details) {
-    super(message);
-    this.details = details;
-  }
-}
-
-function check(condition, message, details) {
-  if (!condition) throw new StageError(message, details);
-}
-
-async function screenshot(page, name) {
-  shot += 1;
-  const file = path.join(config.screenshots, `admin-${String(shot).padStart(2, '0')}-${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
-  return file;
-}
-
-async function stage(name, page, body) {
-  const t0 = Date.now();
-  const line = { stage: name, ok: false };
-  try {
-    Object.assign(line, (await body()) ?? {});
-    line.screenshot = await screenshot(page(), name);
-    line.ok = true;
-  } catch (error) {
-    line.error = error.message;
-    if (error.details !== undefined) line.details = error.details;
-    try {
-      line.screenshot = await screenshot(page(), `${name}-FAILED`);
-    } catch (shotError) {
-      line.screenshot_error = shotError.message;
-    }
-  }
-  line.ms = Date.now() - t0;
-  stages.push(line);
-  console.log(JSON.stringify(line));
-  if (!line.ok) throw new StageError(`stage ${name} failed: ${line.error}`);
-  return line;
-}
+const { stages, stage } = stageRunner({
+  dir: config.screenshots,
+  prefix: 'admin-',
+  fullPage: true,
+  shotEachStage: true,
+});
 
 // ------------------------------------------------------------------ HTTP
 

@@ -31,24 +31,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
+import { StageError, check, parseArgs, stageRunner } from './stages.mjs';
 
 const require = createRequire(import.meta.url);
 const PLAYWRIGHT_VERSION = require('playwright-core/package.json').version;
 
 // ---------------------------------------------------------------- options
-
-function parseArgs(argv) {
-  const opts = {};
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const m = /^--([a-z0-9-]+)(?:=(.*))?$/.exec(arg);
-    if (!m) usage(`unexpected argument ${arg}`);
-    const value = m[2] ?? argv[++i];
-    if (value === undefined) usage(`${arg} needs a value`);
-    opts[m[1]] = value;
-  }
-  return opts;
-}
 
 function usage(message) {
   console.error(`e2e.mjs: ${message}`);
@@ -58,7 +46,7 @@ function usage(message) {
   process.exit(2);
 }
 
-const args = parseArgs(process.argv.slice(2));
+const args = parseArgs(process.argv.slice(2), usage);
 const opt = (name, env, fallback) => args[name] ?? process.env[env] ?? fallback;
 
 function user(which) {
@@ -98,7 +86,6 @@ fs.mkdirSync(config.screenshots, { recursive: true });
 // ---------------------------------------------------------------- report
 
 const started = Date.now();
-const stages = [];
 const summary = {
   ok: false,
   url: config.url,
@@ -107,52 +94,7 @@ const summary = {
   playwright_core: PLAYWRIGHT_VERSION,
   screenshots: config.screenshots,
 };
-let shot = 0;
-
-class StageError extends Error {
-  constructor(message, details) {
-    super(message);
-    this.details = details;
-  }
-}
-
-function check(condition, message, details) {
-  if (!condition) throw new StageError(message, details);
-}
-
-async function screenshot(page, name) {
-  shot += 1;
-  const file = path.join(config.screenshots, `${String(shot).padStart(2, '0')}-${name}.png`);
-  await page.screenshot({ path: file });
-  return file;
-}
-
-// Runs one stage: a JSON line on stdout whatever happens; the first failure
-// ends the run with a failure screenshot and the summary.
-async function stage(name, page, body) {
-  const t0 = Date.now();
-  const line = { stage: name, ok: false };
-  try {
-    const seen = await body(line);
-    Object.assign(line, seen ?? {});
-    line.ok = true;
-  } catch (error) {
-    line.error = error.message;
-    if (error.details !== undefined) line.details = error.details;
-    try {
-      line.screenshot = await screenshot(page(), `${name}-FAILED`);
-    } catch (shotError) {
-      line.screenshot_error = shotError.message;
-    }
-  }
-  line.ms = Date.now() - t0;
-  stages.push(line);
-  console.log(JSON.stringify(line));
-  if (!line.ok) {
-    throw new StageError(`stage ${name} failed: ${line.error}`);
-  }
-  return line;
-}
+const { stages, screenshot, stage } = stageRunner({ dir: config.screenshots });
 
 // ---------------------------------------------------------------- browser
 
