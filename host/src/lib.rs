@@ -18,6 +18,7 @@
 //! - [`admin`]: the operator's API (`/admin/api`) and `/metrics`.
 //! - [`observe`]: what the host measures (histograms and counters for `/metrics`).
 //! - [`worker`]: the GPU-side sidecar (`comfyume worker`).
+//! - [`rehearse`]: the workshop day played with fake GPUs and faults (`comfyume rehearse`).
 //! - [`cli`]: the `comfyume` command line.
 //! - [`tls`]: the TLS provider every outgoing HTTPS client needs.
 
@@ -33,6 +34,7 @@ pub mod observe;
 pub mod paths;
 pub mod plugins;
 pub mod queue;
+pub mod rehearse;
 pub mod server;
 pub mod session;
 pub mod tls;

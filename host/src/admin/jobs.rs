@@ -96,6 +96,7 @@ fn summary(job: &Job) -> Value {
         "reason": job.reason,
         "gpu_seconds": job.gpu_seconds,
         "created_at_ms": job.created_at_ms,
+        "started_at_ms": crate::front::jobs::shape::started_ms(job),
         "updated_at_ms": job.updated_at_ms,
     })
 }

@@ -126,6 +126,8 @@ pub struct JobSummary {
     pub gpu_seconds: f64,
     /// When it was submitted (ms since the epoch).
     pub created_at_ms: u64,
+    /// When it was first sent to a GPU (ms since the epoch), if it was.
+    pub started_at_ms: Option<u64>,
     /// When it last changed (ms since the epoch).
     pub updated_at_ms: u64,
 }

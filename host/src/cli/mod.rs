@@ -1,5 +1,5 @@
 //! The `comfyume` command line: `serve`, `user`, `frontend install`,
-//! `plugin check`, `plugin new` and `worker`.
+//! `plugin check`, `plugin new`, `worker` and `rehearse`.
 //!
 //! Errors leave as one line on stderr and a non-zero exit code; the full
 //! chain goes to the log at debug level.
@@ -7,6 +7,7 @@
 mod frontend;
 mod plugin;
 pub mod plugin_new;
+mod rehearse;
 mod serve;
 mod user;
 
@@ -39,6 +40,9 @@ enum Command {
     Plugin(PluginCommand),
     /// The GPU-side sidecar that runs beside ComfyUI (see docs/worker.md).
     Worker(WorkerArgs),
+    /// Play a workshop day against real hosts with fake GPUs and faults,
+    /// and report what every attendee got (see docs/rehearsal.md).
+    Rehearse(rehearse::RehearseArgs),
 }
 
 /// `comfyume worker`.
@@ -106,6 +110,7 @@ pub fn main() -> ExitCode {
         Command::Plugin(PluginCommand::Check(args)) => plugin::check(args),
         Command::Plugin(PluginCommand::New(args)) => plugin_new::new(args),
         Command::Worker(args) => worker(args),
+        Command::Rehearse(args) => rehearse::run(args),
     };
     match result {
         Ok(code) => code,

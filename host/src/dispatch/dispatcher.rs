@@ -67,6 +67,8 @@ pub struct Dispatcher {
     session: std::sync::OnceLock<Arc<crate::session::Session>>,
     /// Why dispatch is held (e.g. the budget is spent); none: not held.
     hold: Mutex<Option<String>>,
+    /// Whether this host held the dispatcher lease at its last attempt.
+    leading: std::sync::atomic::AtomicBool,
 }
 
 impl Dispatcher {
@@ -89,6 +91,7 @@ impl Dispatcher {
             wake: Notify::new(),
             session: std::sync::OnceLock::new(),
             hold: Mutex::new(None),
+            leading: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -121,6 +124,17 @@ impl Dispatcher {
         self.hold.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// This host's id (the dispatcher lease's owner name).
+    pub fn host_id(&self) -> &str {
+        &self.config.host
+    }
+
+    /// Whether this host held the dispatcher lease at its last attempt
+    /// (shown in `/health`, so an operator can tell which host dispatches).
+    pub fn leading(&self) -> bool {
+        self.leading.load(Ordering::Relaxed)
+    }
+
     /// The pools, for the queue's ETA and the admin views.
     pub fn pools(&self) -> &[Arc<Pool>] {
         &self.pools
@@ -129,7 +143,10 @@ impl Dispatcher {
     /// Runs until the task is dropped.
     pub async fn run(self: Arc<Self>) {
         loop {
-            let progressed = match self.store.lead(&self.config.host, self.config.lease).await {
+            let led = self.store.lead(&self.config.host, self.config.lease).await;
+            self.leading
+                .store(matches!(led, Ok(true)), Ordering::Relaxed);
+            let progressed = match led {
                 Ok(true) if self.dispatching() && self.pools.iter().any(|p| p.has_room()) => {
                     match self.dispatch_one().await {
                         Ok(progressed) => progressed,

@@ -330,6 +330,8 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         Json(json!({
             "status": status,
             "version": env!("CARGO_PKG_VERSION"),
+            "host": state.dispatcher.host_id(),
+            "leader": state.dispatcher.leading(),
             "plugins": slots,
             "queue": queue,
         "pools": pools,

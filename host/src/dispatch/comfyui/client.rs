@@ -367,6 +367,12 @@ impl ComfyClient {
     ) -> Result<Outcome, ClientError> {
         let deadline = Instant::now() + job_wait;
         if let Ok(mut socket) = self.open_socket(client_id).await {
+            // The prompt may have ended before the socket opened (a fully
+            // cached re-run ends at once): its end was announced to nobody,
+            // so look once instead of sitting out `ws_idle`.
+            if let Some(outcome) = self.finished(prompt_id).await? {
+                return Ok(outcome);
+            }
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let message = match tokio::time::timeout(

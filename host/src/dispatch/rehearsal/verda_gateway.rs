@@ -62,6 +62,22 @@ struct Inference {
     answer: Option<(u16, Bytes)>,
 }
 
+/// How one asynchronous GPU run of a prompt ended, as the gateway saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Still on a replica.
+    Running,
+    /// The replica answered 200: the GPU work was done.
+    Completed,
+    /// The replica answered an error (e.g. the workflow raised).
+    Errored,
+    /// The replica was reclaimed under it (spot).
+    Reclaimed,
+    /// The replica could not be reached.
+    Unreachable,
+}
+
 struct Replica {
     url: String,
     alive: bool,
@@ -74,6 +90,8 @@ pub struct FakeVerda {
     replicas: Mutex<Vec<Replica>>,
     inferences: Mutex<HashMap<String, Inference>>,
     runs: Mutex<HashMap<String, usize>>,
+    outcomes: Mutex<HashMap<String, Vec<RunOutcome>>>,
+    duplicates: Mutex<Vec<String>>,
     fault: Mutex<Fault>,
     reclaims: AtomicUsize,
     http: reqwest::Client,
@@ -99,6 +117,8 @@ impl FakeVerda {
             ),
             inferences: Mutex::new(HashMap::new()),
             runs: Mutex::new(HashMap::new()),
+            outcomes: Mutex::new(HashMap::new()),
+            duplicates: Mutex::new(Vec::new()),
             fault: Mutex::new(Fault::None),
             reclaims: AtomicUsize::new(0),
             http: reqwest::Client::new(),
@@ -178,6 +198,18 @@ impl FakeVerda {
         super::serve_on_loopback(self.router()).await
     }
 
+    /// One gateway address for several deployments, as Verda has: each
+    /// request goes to the fake serving its deployment (404 for others).
+    pub async fn serve_all(gateways: Vec<Arc<Self>>) -> std::io::Result<SocketAddr> {
+        let all = Arc::new(gateways);
+        let router = Router::new()
+            .route("/status/{deployment}", get(any_status))
+            .route("/result/{deployment}", get(any_result))
+            .route("/{deployment}/{*path}", post(any_call).get(any_call))
+            .with_state(all);
+        super::serve_on_loopback(router).await
+    }
+
     fn check(
         &self,
         deployment: &str,
@@ -221,6 +253,55 @@ impl FakeVerda {
         }
     }
 
+    /// Records the start of an asynchronous run of the prompt in `body`;
+    /// a run that starts while an earlier one of the same prompt is still
+    /// on a GPU or already completed is a duplicate. Returns the prompt id
+    /// and the run's index, to record its end.
+    fn start_run(&self, body: &Bytes) -> Option<(String, usize)> {
+        let id = serde_json::from_slice::<Value>(body)
+            .ok()?
+            .get("prompt_id")?
+            .as_str()?
+            .to_owned();
+        let mut outcomes = lock(&self.outcomes);
+        let runs = outcomes.entry(id.clone()).or_default();
+        if runs
+            .iter()
+            .any(|o| matches!(o, RunOutcome::Running | RunOutcome::Completed))
+        {
+            tracing::warn!(prompt_id = %id, "fake verda: DUPLICATE GPU run of a prompt already run");
+            lock(&self.duplicates).push(id.clone());
+        }
+        runs.push(RunOutcome::Running);
+        Some((id, runs.len() - 1))
+    }
+
+    fn finish_run(&self, run: &Option<(String, usize)>, outcome: RunOutcome) {
+        if let Some((id, index)) = run
+            && let Some(slot) = lock(&self.outcomes)
+                .get_mut(id)
+                .and_then(|r| r.get_mut(*index))
+        {
+            *slot = outcome;
+        }
+    }
+
+    /// Every asynchronous run so far, by prompt id, in order.
+    pub fn run_outcomes(&self) -> HashMap<String, Vec<RunOutcome>> {
+        lock(&self.outcomes).clone()
+    }
+
+    /// Prompt ids that got a second GPU run while an earlier one was on a
+    /// GPU or had completed (once per duplicate run).
+    pub fn duplicated_runs(&self) -> Vec<String> {
+        lock(&self.duplicates).clone()
+    }
+
+    /// The deployment this gateway serves.
+    pub fn deployment(&self) -> &str {
+        &self.deployment
+    }
+
     fn set(&self, id: &str, status: Status, answer: Option<(u16, Bytes)>) {
         if let Some(inference) = lock(&self.inferences).get_mut(id) {
             inference.status = status;
@@ -243,6 +324,7 @@ impl FakeVerda {
         };
         self.set(&id, Status::Running, None);
         self.count_run(&body);
+        let run = self.start_run(&body);
         let request = self
             .http
             .post(format!("{url}/{path}"))
@@ -262,12 +344,22 @@ impl FakeVerda {
             _ => Some(forwarded.await),
         };
         match outcome {
-            Some(Ok((code, bytes))) => self.set(&id, Status::Completed, Some((code, bytes))),
+            Some(Ok((code, bytes))) => {
+                let outcome = if code == 200 {
+                    RunOutcome::Completed
+                } else {
+                    RunOutcome::Errored
+                };
+                self.finish_run(&run, outcome);
+                self.set(&id, Status::Completed, Some((code, bytes)))
+            }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "fake verda: replica unreachable");
+                self.finish_run(&run, RunOutcome::Unreachable);
                 self.set(&id, Status::Failed, None);
             }
             None => {
+                self.finish_run(&run, RunOutcome::Reclaimed);
                 lock(&self.replicas)[index].alive = false;
                 self.reclaims.fetch_add(1, Ordering::SeqCst);
                 tracing::info!(
@@ -384,5 +476,49 @@ async fn result(
         )
             .into_response(),
         None => (StatusCode::NOT_FOUND, "unknown inference").into_response(),
+    }
+}
+
+type Gateways = Arc<Vec<Arc<FakeVerda>>>;
+
+fn by_deployment(all: &Gateways, deployment: &str) -> Option<Arc<FakeVerda>> {
+    all.iter().find(|g| g.deployment == deployment).cloned()
+}
+
+fn no_such_deployment() -> Response {
+    (StatusCode::NOT_FOUND, "no such deployment").into_response()
+}
+
+async fn any_call(
+    State(all): State<Gateways>,
+    Path((deployment, path)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match by_deployment(&all, &deployment) {
+        Some(g) => call(State(g), Path((deployment, path)), headers, body).await,
+        None => no_such_deployment(),
+    }
+}
+
+async fn any_status(
+    State(all): State<Gateways>,
+    Path(deployment): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match by_deployment(&all, &deployment) {
+        Some(g) => status(State(g), Path(deployment), headers).await,
+        None => no_such_deployment(),
+    }
+}
+
+async fn any_result(
+    State(all): State<Gateways>,
+    Path(deployment): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match by_deployment(&all, &deployment) {
+        Some(g) => result(State(g), Path(deployment), headers).await,
+        None => no_such_deployment(),
     }
 }

@@ -1,0 +1,491 @@
+//! The rehearsal's report: what every attendee got, how long they waited,
+//! how fairly the GPUs were shared, what it cost, and every broken promise.
+//!
+//! Ground truth is the job store (read through the operator's API after
+//! the run) and the fake GPU gateway's own run log, never the attendees'
+//! impressions alone: a job is **lost** when an attendee was told its id
+//! and the store has no such job or never finished it; a GPU run is
+//! **duplicated** when a prompt started on a GPU while an earlier run of it
+//! was still on one or had completed.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::attendee::Record;
+use super::faults::Played;
+
+/// The whole report, as written to JSON.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// What was run.
+    pub plan: Value,
+    /// One line per attendee.
+    pub attendees: Vec<AttendeeLine>,
+    /// Sums over everyone.
+    pub totals: Totals,
+    /// Queue waits (submit → sent to a GPU), in seconds, over every job.
+    pub wait_seconds: Spread,
+    /// Jain's index over attendees' GPU-seconds (1 = equal shares).
+    pub fairness_gpu_seconds: f64,
+    /// Jain's index over attendees' p95 waits (1 = everyone waits alike).
+    pub fairness_wait_p95: f64,
+    /// The day's cost from the operator's API (EUR), and per pool.
+    pub cost: Value,
+    /// Highest resident set size per host, MiB.
+    pub host_rss_mib: BTreeMap<String, f64>,
+    /// Faults as played.
+    pub faults: Vec<Played>,
+    /// Errors by cause: what attendees were answered, why jobs failed.
+    pub errors_by_cause: BTreeMap<String, u64>,
+    /// The promises the rehearsal checks; a run passes when all are empty.
+    pub violations: Violations,
+}
+
+/// One attendee's line.
+#[derive(Debug, Serialize)]
+pub struct AttendeeLine {
+    /// Login.
+    pub name: String,
+    /// Persona.
+    pub persona: &'static str,
+    /// Acknowledged submissions.
+    pub submitted: usize,
+    /// …of which ended succeeded, failed (or dead), cancelled.
+    pub succeeded: usize,
+    /// See `succeeded`.
+    pub failed: usize,
+    /// See `succeeded`.
+    pub cancelled: usize,
+    /// Refused with a 4xx (caps, validation).
+    pub refused: usize,
+    /// Outputs downloaded.
+    pub downloads: u32,
+    /// Waits, seconds.
+    pub wait: Spread,
+    /// GPU-seconds used.
+    pub gpu_seconds: f64,
+    /// Host moves after a host stopped answering.
+    pub failovers: u32,
+}
+
+/// Sums.
+#[derive(Debug, Default, Serialize)]
+pub struct Totals {
+    /// Acknowledged submissions.
+    pub submitted: usize,
+    /// Ended succeeded.
+    pub succeeded: usize,
+    /// Ended failed or dead.
+    pub failed: usize,
+    /// Ended cancelled.
+    pub cancelled: usize,
+    /// Refused with a 4xx.
+    pub refused: usize,
+    /// Given up after retries.
+    pub abandoned: u32,
+    /// GPU runs the gateway saw, and how they ended.
+    pub gpu_runs: BTreeMap<String, usize>,
+    /// HTTP requests made by attendees.
+    pub requests: usize,
+    /// Outputs downloaded, and failed downloads.
+    pub downloads: u32,
+    /// See `downloads`.
+    pub download_errors: u32,
+    /// Websocket events that named a prompt.
+    pub events: usize,
+}
+
+/// p50 / p95 / max.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct Spread {
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// Largest.
+    pub max: f64,
+    /// How many values.
+    pub n: usize,
+}
+
+impl Spread {
+    /// Nearest-rank percentiles of `values`.
+    pub fn of(mut values: Vec<f64>) -> Spread {
+        if values.is_empty() {
+            return Spread::default();
+        }
+        values.sort_by(f64::total_cmp);
+        let rank =
+            |q: f64| values[((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
+        Spread {
+            p50: rank(0.50),
+            p95: rank(0.95),
+            max: values[values.len() - 1],
+            n: values.len(),
+        }
+    }
+}
+
+/// Jain's fairness index: (Σx)² / (n·Σx²); 1 when all are equal.
+pub fn jain(values: &[f64]) -> f64 {
+    let sum: f64 = values.iter().sum();
+    let squares: f64 = values.iter().map(|x| x * x).sum();
+    if values.is_empty() || squares == 0.0 {
+        return 1.0;
+    }
+    sum * sum / (values.len() as f64 * squares)
+}
+
+/// The promises.
+#[derive(Debug, Default, Serialize)]
+pub struct Violations {
+    /// Acknowledged prompt ids the store lost or never finished.
+    pub lost_jobs: Vec<String>,
+    /// Prompt ids run twice on a GPU.
+    pub duplicated_gpu_runs: Vec<String>,
+    /// 5xx answered to an attendee outside the Redis outage.
+    pub server_errors: Vec<String>,
+    /// Events an attendee received for another attendee's job.
+    pub misdelivered_events: Vec<String>,
+    /// Succeeded jobs whose owner, connected and outside any outage, got
+    /// no completion event.
+    pub missed_events: Vec<String>,
+    /// Faults that did not play out (a host that did not come back…).
+    pub faults: Vec<String>,
+}
+
+impl Violations {
+    /// Whether every promise held.
+    pub fn none(&self) -> bool {
+        self.lost_jobs.is_empty()
+            && self.duplicated_gpu_runs.is_empty()
+            && self.server_errors.is_empty()
+            && self.misdelivered_events.is_empty()
+            && self.missed_events.is_empty()
+            && self.faults.is_empty()
+    }
+}
+
+/// The store's view of one job (an operator job summary).
+#[derive(Debug, Clone)]
+pub struct StoredJob {
+    /// Owner.
+    pub user: String,
+    /// State name.
+    pub state: String,
+    /// Waiting time in seconds, once it was sent to a GPU.
+    pub wait: Option<f64>,
+    /// GPU-seconds billed.
+    pub gpu_seconds: f64,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// Last change (ms since the epoch).
+    pub updated_at_ms: u64,
+}
+
+impl StoredJob {
+    /// From an `/admin/api/jobs` entry.
+    pub fn from_summary(job: &Value) -> Option<(String, StoredJob)> {
+        let created = job["created_at_ms"].as_u64()?;
+        Some((
+            job["prompt_id"].as_str()?.to_string(),
+            StoredJob {
+                user: job["user"].as_str()?.to_string(),
+                state: job["state"].as_str()?.to_string(),
+                wait: job["started_at_ms"]
+                    .as_u64()
+                    .map(|s| s.saturating_sub(created) as f64 / 1000.0),
+                gpu_seconds: job["gpu_seconds"].as_f64().unwrap_or(0.0),
+                reason: job["reason"].as_str().map(str::to_owned),
+                updated_at_ms: job["updated_at_ms"].as_u64().unwrap_or(0),
+            },
+        ))
+    }
+
+    fn terminal(&self) -> bool {
+        matches!(
+            self.state.as_str(),
+            "succeeded" | "failed" | "cancelled" | "dead"
+        )
+    }
+}
+
+/// What the report is built from.
+pub struct Inputs {
+    /// The plan, as JSON.
+    pub plan: Value,
+    /// Every attendee's record.
+    pub records: Vec<Record>,
+    /// Every job in the store, by prompt id.
+    pub jobs: HashMap<String, StoredJob>,
+    /// Duplicated GPU runs, from the gateway.
+    pub duplicates: Vec<String>,
+    /// GPU runs by how they ended, from the gateway.
+    pub gpu_runs: BTreeMap<String, usize>,
+    /// `/admin/api/costs`.
+    pub cost: Value,
+    /// Highest RSS per host, KiB.
+    pub rss_kib: BTreeMap<String, u64>,
+    /// Faults as played.
+    pub faults: Vec<Played>,
+    /// Fault windows (from, to) in which a 5xx or a missed event is excused.
+    pub outages: Vec<(u64, u64)>,
+    /// Other windows in which only missed events are excused (host kills).
+    pub disturbances: Vec<(u64, u64)>,
+}
+
+const GRACE_MS: u64 = 2_000;
+
+fn inside(windows: &[(u64, u64)], at: u64) -> bool {
+    windows
+        .iter()
+        .any(|&(from, to)| at + GRACE_MS >= from && at <= to + GRACE_MS)
+}
+
+/// Builds the report.
+pub fn build(inputs: Inputs) -> Report {
+    let mut totals = Totals::default();
+    let mut violations = Violations::default();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut lines = Vec::new();
+    let mut all_waits = Vec::new();
+    for record in &inputs.records {
+        let mut line = AttendeeLine {
+            name: record.name.clone(),
+            persona: record.persona,
+            submitted: record.accepted.len(),
+            succeeded: 0,
+            failed: 0,
+            cancelled: 0,
+            refused: record.refused.len(),
+            downloads: record.downloads,
+            wait: Spread::default(),
+            gpu_seconds: 0.0,
+            failovers: record.failovers,
+        };
+        let mut waits = Vec::new();
+        for id in &record.accepted {
+            let Some(job) = inputs.jobs.get(id).filter(|j| j.terminal()) else {
+                let state = inputs.jobs.get(id).map_or("missing", |j| j.state.as_str());
+                violations
+                    .lost_jobs
+                    .push(format!("{} {id} ({state})", record.name));
+                continue;
+            };
+            match job.state.as_str() {
+                "succeeded" => line.succeeded += 1,
+                "cancelled" => line.cancelled += 1,
+                _ => {
+                    line.failed += 1;
+                    let reason = job.reason.as_deref().unwrap_or("no reason");
+                    *errors
+                        .entry(format!("job {}: {}", job.state, cause(reason)))
+                        .or_default() += 1;
+                }
+            }
+            line.gpu_seconds += job.gpu_seconds;
+            if let Some(wait) = job.wait {
+                waits.push(wait);
+            }
+            if job.state == "succeeded" {
+                let told = record.events.iter().any(|(p, kind, _)| {
+                    p == id && matches!(kind.as_str(), "execution_success" | "executed")
+                });
+                let excused = inside(&record.gaps, job.updated_at_ms)
+                    || inside(&inputs.outages, job.updated_at_ms)
+                    || inside(&inputs.disturbances, job.updated_at_ms);
+                if !told && !excused {
+                    violations
+                        .missed_events
+                        .push(format!("{} {id}", record.name));
+                }
+            }
+        }
+        for (id, kind, at) in &record.events {
+            if let Some(job) = inputs.jobs.get(id)
+                && job.user != record.name
+            {
+                violations.misdelivered_events.push(format!(
+                    "{} got {kind} of {}'s {id} at {at}",
+                    record.name, job.user
+                ));
+            }
+        }
+        for request in &record.requests {
+            let cause = match (request.status, &request.error) {
+                (Some(code), _) if code >= 400 => format!("{} {code}", request.what),
+                (None, Some(error)) => format!("{}: {error}", request.what),
+                _ => continue,
+            };
+            *errors.entry(cause.clone()).or_default() += 1;
+            if request.status.is_some_and(|c| c >= 500) && !inside(&inputs.outages, request.at_ms) {
+                violations
+                    .server_errors
+                    .push(format!("{} {cause} at {}", record.name, request.at_ms));
+            }
+        }
+        for code in &record.refused {
+            *errors.entry(format!("submit refused {code}")).or_default() += 1;
+        }
+        totals.submitted += line.submitted;
+        totals.succeeded += line.succeeded;
+        totals.failed += line.failed;
+        totals.cancelled += line.cancelled;
+        totals.refused += line.refused;
+        totals.abandoned += record.abandoned;
+        totals.requests += record.requests.len();
+        totals.downloads += record.downloads;
+        totals.download_errors += record.download_errors;
+        totals.events += record.events.len();
+        all_waits.extend(&waits);
+        line.wait = Spread::of(waits);
+        lines.push(line);
+    }
+    totals.gpu_runs = inputs.gpu_runs;
+    violations.duplicated_gpu_runs = inputs.duplicates;
+    for fault in &inputs.faults {
+        let d = &fault.detail;
+        let broken = match fault.fault {
+            "host-kill" => (d["restarted"] != true)
+                .then(|| format!("the killed host did not come back: {}", d["restart_error"]))
+                .or_else(|| {
+                    d["takeover"]
+                        .is_null()
+                        .then(|| "no host took the dispatcher lease over".to_string())
+                }),
+            "redis-restart" => {
+                (d["restarted"] != true).then(|| format!("redis did not come back: {}", d["error"]))
+            }
+            "hostile-plugin" if d["skipped"].is_null() => (d["disabled_by_the_leader"] != true)
+                .then(|| {
+                    format!(
+                        "the leader did not disable the hostile plugin: {}",
+                        d["hosts"]
+                    )
+                }),
+            _ => None,
+        };
+        if let Some(broken) = broken {
+            violations.faults.push(format!("{}: {broken}", fault.fault));
+        }
+    }
+    let gpu: Vec<f64> = lines.iter().map(|l| l.gpu_seconds).collect();
+    let p95s: Vec<f64> = lines
+        .iter()
+        .filter(|l| l.wait.n > 0)
+        .map(|l| l.wait.p95)
+        .collect();
+    Report {
+        plan: inputs.plan,
+        fairness_gpu_seconds: jain(&gpu),
+        fairness_wait_p95: jain(&p95s),
+        attendees: lines,
+        totals,
+        wait_seconds: Spread::of(all_waits),
+        cost: inputs.cost,
+        host_rss_mib: inputs
+            .rss_kib
+            .into_iter()
+            .map(|(host, kib)| (host, (kib as f64 / 1024.0 * 10.0).round() / 10.0))
+            .collect(),
+        faults: inputs.faults,
+        errors_by_cause: errors,
+        violations,
+    }
+}
+
+/// The first words of a failure reason, so reasons group.
+fn cause(reason: &str) -> String {
+    let short: String = reason.chars().take(60).collect();
+    short
+        .split([':', '('])
+        .next()
+        .unwrap_or(&short)
+        .trim()
+        .to_string()
+}
+
+impl Report {
+    /// The human summary printed at the end of a run.
+    pub fn summary(&self) -> String {
+        let t = &self.totals;
+        let mut out = String::new();
+        out.push_str(&format!(
+            "attendees {}  submitted {}  succeeded {}  failed {}  cancelled {}  refused {}  abandoned {}\n",
+            self.attendees.len(), t.submitted, t.succeeded, t.failed, t.cancelled, t.refused, t.abandoned
+        ));
+        out.push_str(&format!(
+            "wait s: p50 {:.2}  p95 {:.2}  max {:.2}   fairness (Jain) GPU-s {:.3}  p95 wait {:.3}\n",
+            self.wait_seconds.p50, self.wait_seconds.p95, self.wait_seconds.max,
+            self.fairness_gpu_seconds, self.fairness_wait_p95
+        ));
+        out.push_str(&format!(
+            "GPU runs {:?}   cost {:.4} EUR   downloads {} ({} failed)   events {}\n",
+            t.gpu_runs,
+            self.cost["total"]["cost"].as_f64().unwrap_or(0.0),
+            t.downloads,
+            t.download_errors,
+            t.events
+        ));
+        out.push_str(&format!("host RSS MiB (max): {:?}\n", self.host_rss_mib));
+        for fault in &self.faults {
+            out.push_str(&format!(
+                "fault {:<15} {:>6} ms  {}\n",
+                fault.fault,
+                fault.to_ms.saturating_sub(fault.from_ms),
+                fault.detail
+            ));
+        }
+        for (cause, n) in &self.errors_by_cause {
+            out.push_str(&format!("  {n:>6}  {cause}\n"));
+        }
+        let v = &self.violations;
+        out.push_str(&format!(
+            "lost {}  duplicated GPU runs {}  5xx outside outage {}  misdelivered {}  missed events {}  fault failures {}\n",
+            v.lost_jobs.len(), v.duplicated_gpu_runs.len(), v.server_errors.len(),
+            v.misdelivered_events.len(), v.missed_events.len(), v.faults.len()
+        ));
+        for line in v
+            .lost_jobs
+            .iter()
+            .chain(&v.duplicated_gpu_runs)
+            .chain(&v.server_errors)
+            .chain(&v.misdelivered_events)
+            .chain(&v.missed_events)
+            .chain(&v.faults)
+            .take(30)
+        {
+            out.push_str(&format!("  ! {line}\n"));
+        }
+        out.push_str(if v.none() { "PASS\n" } else { "FAIL\n" });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jain_is_one_for_equal_shares_and_one_over_n_for_one_taker() {
+        assert!((jain(&[3.0, 3.0, 3.0]) - 1.0).abs() < 1e-12);
+        assert!((jain(&[9.0, 0.0, 0.0]) - 1.0 / 3.0).abs() < 1e-12);
+        assert!((jain(&[1.0, 2.0]) - 0.9).abs() < 1e-12);
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let s = Spread::of((1..=100).map(f64::from).collect());
+        assert_eq!((s.p50, s.p95, s.max, s.n), (50.0, 95.0, 100.0, 100));
+        assert_eq!(Spread::of(vec![]).n, 0);
+    }
+
+    #[test]
+    fn windows_excuse_with_grace() {
+        assert!(inside(&[(10_000, 20_000)], 21_500));
+        assert!(inside(&[(10_000, 20_000)], 8_500));
+        assert!(!inside(&[(10_000, 20_000)], 22_500));
+    }
+}
