@@ -60,7 +60,7 @@ pub struct Record {
     pub events: Vec<(String, String, u64)>,
     /// Websocket gaps: (lost at, back at) in ms; an open gap ends at the end.
     pub gaps: Vec<(u64, u64)>,
-    /// Times it moved to another host.
+    /// Times it moved to another host (its host stopped answering).
     pub failovers: u32,
     /// Every request.
     pub requests: Vec<Request>,
@@ -425,8 +425,10 @@ async fn websocket(
         };
         let Some((mut socket, _)) = connected else {
             lost_at.get_or_insert(Clock::now_ms());
-            // The browser's reconnect; the attendee's HTTP calls move hosts.
+            // The browser's reconnect lands on the next host, and so do the
+            // attendee's HTTP calls (one sticky host, as behind a balancer).
             shared.host.fetch_add(1, Ordering::Relaxed);
+            lock(&shared.record).failovers += 1;
             tokio::time::sleep(Duration::from_millis(250)).await;
             continue;
         };

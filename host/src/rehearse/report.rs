@@ -326,9 +326,6 @@ pub fn build(inputs: Inputs) -> Report {
                     .push(format!("{} {cause} at {}", record.name, request.at_ms));
             }
         }
-        for code in &record.refused {
-            *errors.entry(format!("submit refused {code}")).or_default() += 1;
-        }
         totals.submitted += line.submitted;
         totals.succeeded += line.succeeded;
         totals.failed += line.failed;
