@@ -280,3 +280,39 @@ async fn a_500_is_reported_as_such() {
         Err(ClientError::Status { status: 500, .. })
     ));
 }
+
+#[tokio::test]
+async fn a_prompt_that_ended_before_the_socket_opened_is_not_waited_for() {
+    // A fully cached re-run on a real ComfyUI ends at once, before the
+    // client's socket is open: its end is announced to nobody. The client
+    // must find it in /history, not sit out the websocket's idle time.
+    let rehearsal = Rehearsal::new(RehearsalConfig::default());
+    let addr: SocketAddr = rehearsal.serve().await.unwrap();
+    let patient = ClientLimits {
+        ws_idle: Duration::from_secs(3600),
+        ..limits()
+    };
+    let client = ComfyClient::new(&format!("http://{addr}"), patient).unwrap();
+    let prompt_id = submit_flux(&client).await;
+    let started = Instant::now();
+    while !client
+        .history(&prompt_id)
+        .await
+        .unwrap()
+        .is_some_and(|entry| entry.outcome() != Outcome::Pending)
+    {
+        assert!(started.elapsed() < WAIT, "the prompt never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Ended; follow it. Both the idle time and the job wait are an hour:
+    // a client that waits for the socket never returns (the bound below
+    // catches the hang; it is not a speed measurement).
+    let followed = tokio::time::timeout(
+        WAIT,
+        client.follow(&prompt_id, "c1", Duration::from_secs(3600), |_, _| {}),
+    )
+    .await
+    .expect("the client waited on a socket for an end already announced");
+    let outcome = followed.expect("found in /history");
+    assert!(matches!(outcome, Outcome::Success(_)), "{outcome:?}");
+}
