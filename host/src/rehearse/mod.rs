@@ -291,7 +291,6 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
             .map(|h| (h.name.clone(), h.rss_max_kib))
             .collect(),
         outages: window("redis-restart"),
-        disturbances: window("host-kill"),
         faults: played,
     });
     Ok(report)
