@@ -562,3 +562,32 @@ fn cli_list_shows_roles_and_state_but_never_a_hash() {
     );
     assert!(!text.contains("argon2") && !stderr(&out).contains("argon2"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_storm_verifies_a_few_at_a_time_and_the_rest_hit_the_cache() {
+    // Workshop start: every attendee's browser opens several requests at
+    // once, before any login is cached. Each argon2 run holds its memory
+    // cost (19 MiB with the CLI's parameters): they must not all run at
+    // once, and requests that waited must use the login verified meanwhile.
+    let data = tempfile::tempdir().unwrap();
+    let hash = hash_password("right-password", &argon2::Params::default()).expect("hash");
+    UsersFile::update(data.path(), |f| f.add("ada", Role::Attendee, hash)).expect("add user");
+    let auth =
+        Arc::new(Authenticator::with_settings(data.path(), AuthSettings::default()).unwrap());
+    let header = basic("ada", "right-password");
+    let storm: Vec<_> = (0..40)
+        .map(|_| {
+            let (auth, header) = (auth.clone(), header.clone());
+            tokio::spawn(async move { auth.verify(Some(&header), IpAddr::from(LOCAL)).await })
+        })
+        .collect();
+    for login in storm {
+        assert_eq!(login.await.unwrap().expect("logged in").name, "ada");
+    }
+    let slots = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8)) as u64;
+    assert!(
+        auth.argon2_verifications() <= slots,
+        "{} argon2 runs for one login (at most {slots} may run before the first is cached)",
+        auth.argon2_verifications()
+    );
+}

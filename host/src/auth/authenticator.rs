@@ -7,8 +7,10 @@
 //! 3. look the name up in the users file as last loaded (the file is
 //!    re-checked at most once per `reload_check`, and always on a cache miss);
 //! 4. a cache hit answers without argon2; a miss verifies on a blocking
-//!    thread, against a dummy hash for unknown names so every miss costs the
-//!    same;
+//!    thread, one per core at most (a login storm queues instead of holding
+//!    argon2's 19 MiB per login at once, and looks at the cache again once
+//!    its turn comes), against a dummy hash for unknown names so every miss
+//!    costs the same;
 //! 5. the right password on a disabled account is 403, everything wrong 401.
 
 use std::collections::HashMap;
@@ -73,6 +75,12 @@ pub struct Authenticator {
     state: Mutex<State>,
     limiter: Limiter,
     argon2_runs: AtomicU64,
+    /// Verifications allowed at once. Each holds argon2's memory cost
+    /// (19 MiB by default) while it runs: 200 attendees logging in at the
+    /// start of a workshop would otherwise take ~4 GB at once (measured by
+    /// `comfyume rehearse`), and glibc keeps most of it afterwards. The
+    /// rest wait here, a few milliseconds each.
+    argon2_slots: tokio::sync::Semaphore,
 }
 
 /// What the users file said when last read, and what was verified since.
@@ -132,6 +140,9 @@ impl Authenticator {
             limiter,
             settings,
             argon2_runs: AtomicU64::new(0),
+            argon2_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8)),
+            ),
         })
     }
 
@@ -168,6 +179,16 @@ impl Authenticator {
         let creds = basic::parse(header)?;
         let span = tracing::debug_span!("auth", user = %creds.user, %client);
         async {
+            if let Ok(identity) = self.before_argon2(&creds, client)? {
+                return Ok(identity);
+            }
+            let _slot = self
+                .argon2_slots
+                .acquire()
+                .await
+                .map_err(|e| AuthError::Unavailable(format!("login verification: {e}")))?;
+            // While this login waited for a slot, the same credentials may
+            // have been verified (a browser opens several requests at once).
             let plan = match self.before_argon2(&creds, client)? {
                 Ok(identity) => return Ok(identity),
                 Err(plan) => plan,

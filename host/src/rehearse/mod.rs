@@ -438,6 +438,9 @@ pub async fn compare(base: Plan) -> anyhow::Result<Value> {
                 "eager": by_persona("eager").p50, "editor": by_persona("editor").p50,
                 "mentor": by_persona("mentor").p50, "light": by_persona("light").p50,
             },
+            "p95_wait_by_attendee": report.attendees.iter()
+                .map(|a| (a.name.clone(), json!(a.wait.p95)))
+                .collect::<serde_json::Map<_, _>>(),
             "fairness_gpu_seconds": report.fairness_gpu_seconds,
             "fairness_wait_p95": report.fairness_wait_p95,
             "succeeded": report.totals.succeeded,
