@@ -85,6 +85,9 @@ pub struct Totals {
     pub refused: usize,
     /// Given up after retries.
     pub abandoned: u32,
+    /// Acknowledged jobs dispatched more than once (a reclaim, a pool's
+    /// 500, a host that died before the GPU took it).
+    pub retried: usize,
     /// GPU runs the gateway saw, and how they ended.
     pub gpu_runs: BTreeMap<String, usize>,
     /// HTTP requests made by attendees.
@@ -182,6 +185,8 @@ pub struct StoredJob {
     pub gpu_seconds: f64,
     /// Why it failed.
     pub reason: Option<String>,
+    /// Dispatch attempts.
+    pub attempts: u64,
     /// Last change (ms since the epoch).
     pub updated_at_ms: u64,
 }
@@ -200,6 +205,7 @@ impl StoredJob {
                     .map(|s| s.saturating_sub(created) as f64 / 1000.0),
                 gpu_seconds: job["gpu_seconds"].as_f64().unwrap_or(0.0),
                 reason: job["reason"].as_str().map(str::to_owned),
+                attempts: job["attempts"].as_u64().unwrap_or(0),
                 updated_at_ms: job["updated_at_ms"].as_u64().unwrap_or(0),
             },
         ))
@@ -285,6 +291,9 @@ pub fn build(inputs: Inputs) -> Report {
                 }
             }
             line.gpu_seconds += job.gpu_seconds;
+            if job.attempts > 1 {
+                totals.retried += 1;
+            }
             if let Some(wait) = job.wait {
                 waits.push(wait);
             }
@@ -408,8 +417,8 @@ impl Report {
         let t = &self.totals;
         let mut out = String::new();
         out.push_str(&format!(
-            "attendees {}  submitted {}  succeeded {}  failed {}  cancelled {}  refused {}  abandoned {}\n",
-            self.attendees.len(), t.submitted, t.succeeded, t.failed, t.cancelled, t.refused, t.abandoned
+            "attendees {}  submitted {}  succeeded {}  failed {}  cancelled {}  refused {}  abandoned {}  retried {}\n",
+            self.attendees.len(), t.submitted, t.succeeded, t.failed, t.cancelled, t.refused, t.abandoned, t.retried
         ));
         out.push_str(&format!(
             "wait s: p50 {:.2}  p95 {:.2}  max {:.2}   fairness (Jain) GPU-s {:.3}  p95 wait {:.3}\n",
