@@ -277,8 +277,15 @@ async fn bad_prompts_get_comfyui_errors_never_a_500() {
 
     let mut oversized = flux_prompt();
     oversized["76"]["inputs"]["value"] = json!("x".repeat(3 << 20));
-    let (status, _) = host.submit("ann", json!({"prompt": oversized})).await;
-    assert_eq!(status, 413);
+    let refused = host
+        .post("ann", "/api/prompt")
+        .json(&json!({"prompt": oversized}))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(refused.status(), 413);
+    // The body was not read: the connection must not carry another request.
+    assert_eq!(refused.headers()["connection"], "close");
     assert!(
         host.json("ann", "/api/jobs").await["jobs"]
             .as_array()

@@ -214,12 +214,27 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
         .layer(axum::middleware::from_fn_with_state(
             origins,
             origin::same_site_only,
-        ));
+        ))
+        .layer(axum::middleware::map_response(close_after_too_large));
     Ok(Host {
         app,
         state,
         front: attendees,
     })
+}
+
+/// A 413 is answered before the body was read, so the connection cannot
+/// carry another request: say so (`Connection: close`). Without it a
+/// client may send its next request on the connection the server is
+/// closing and get a cut answer instead of a response (seen in tests).
+async fn close_after_too_large(mut response: axum::response::Response) -> axum::response::Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// Creates the first accounts on a fresh data folder (printing their
