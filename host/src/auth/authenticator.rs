@@ -80,7 +80,7 @@ pub struct Authenticator {
     /// start of a workshop would otherwise take ~4 GB at once (measured by
     /// `comfyume rehearse`), and glibc keeps most of it afterwards. The
     /// rest wait here, a few milliseconds each.
-    argon2_slots: tokio::sync::Semaphore,
+    argon2_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// What the users file said when last read, and what was verified since.
@@ -140,9 +140,9 @@ impl Authenticator {
             limiter,
             settings,
             argon2_runs: AtomicU64::new(0),
-            argon2_slots: tokio::sync::Semaphore::new(
+            argon2_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8)),
-            ),
+            )),
         })
     }
 
@@ -182,9 +182,8 @@ impl Authenticator {
             if let Ok(identity) = self.before_argon2(&creds, client)? {
                 return Ok(identity);
             }
-            let _slot = self
-                .argon2_slots
-                .acquire()
+            let slot = Arc::clone(&self.argon2_slots)
+                .acquire_owned()
                 .await
                 .map_err(|e| AuthError::Unavailable(format!("login verification: {e}")))?;
             // While this login waited for a slot, the same credentials may
@@ -194,9 +193,14 @@ impl Authenticator {
                 Err(plan) => plan,
             };
             let (hash, password) = (plan.hash.clone(), creds.password.clone());
-            let ok = tokio::task::spawn_blocking(move || check_hash(&hash, &password))
-                .await
-                .map_err(|e| AuthError::Unavailable(format!("verification task failed: {e}")))?;
+            // The slot goes with the hashing: a login whose client hung up
+            // mid-verification leaves argon2 running, and its memory counts.
+            let ok = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                check_hash(&hash, &password)
+            })
+            .await
+            .map_err(|e| AuthError::Unavailable(format!("verification task failed: {e}")))?;
             self.after_argon2(&creds, client, plan, ok)
         }
         .instrument(span)

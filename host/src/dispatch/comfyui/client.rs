@@ -369,8 +369,9 @@ impl ComfyClient {
         if let Ok(mut socket) = self.open_socket(client_id).await {
             // The prompt may have ended before the socket opened (a fully
             // cached re-run ends at once): its end was announced to nobody,
-            // so look once instead of sitting out `ws_idle`.
-            if let Some(outcome) = self.finished(prompt_id).await? {
+            // so look once instead of sitting out `ws_idle`. A failed look is
+            // not the job's failure: the socket is open and will tell.
+            if let Ok(Some(outcome)) = self.finished(prompt_id).await {
                 return Ok(outcome);
             }
             loop {
