@@ -13,6 +13,7 @@ use comfyume::dispatch::backend::PoolInfo;
 use comfyume::dispatch::dispatcher::{Dispatcher, DispatcherConfig};
 use comfyume::dispatch::pool::Pool;
 use comfyume::dispatch::rehearsal::RehearsalConfig;
+use comfyume::dispatch::rehearsal::run_ledger::RunLedger;
 use comfyume::dispatch::rehearsal::verda_gateway::{FakeVerda, Fault};
 use comfyume::dispatch::verda::{VerdaBackend, VerdaSettings};
 use comfyume::plugins::registry_from_config;
@@ -35,6 +36,7 @@ fn settings(url: &str, deployment: &str) -> VerdaSettings {
         poll_interval: Duration::from_millis(50),
         max_result_bytes: 16 << 20,
         queue_grace: Duration::from_secs(1),
+        outage_patience: Duration::from_secs(3),
     }
 }
 
@@ -262,6 +264,47 @@ async fn a_gateway_answering_500_requeues_until_the_job_is_dead_with_the_reason(
     let reason = done.reason.unwrap_or_default();
     assert!(reason.contains("HTTP 500"), "{reason}");
     assert_eq!(gateway.runs(&done.prompt_id), 0);
+}
+
+/// A gateway that answers 500 to the polls of a running job says nothing
+/// about the run: the host keeps polling (within `outage_patience`) rather
+/// than send the job to the other pool while its first run goes on. Both
+/// gateways share one ledger, so a run on the other pool would count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_blip_while_a_job_runs_does_not_send_it_elsewhere() {
+    let ledger = Arc::new(RunLedger::default());
+    let (spot, spot_url) =
+        FakeVerda::with_replicas_sharing(ledger.clone(), "h200-spot", KEY, 1, comfy(100, 15))
+            .await
+            .unwrap();
+    let (on_demand, on_demand_url) =
+        FakeVerda::with_replicas_sharing(ledger.clone(), "h200-on-demand", KEY, 1, comfy(5, 2))
+            .await
+            .unwrap();
+    let host = host(
+        vec![
+            pool("h200-spot", true, 1.15, 1, &spot_url),
+            pool("h200-on-demand", false, 3.29, 1, &on_demand_url),
+        ],
+        3,
+        Duration::from_secs(20),
+    )
+    .await;
+    let job = enqueue(&host.store, "ana", prompt_with(json!({}))).await;
+    // Once the run is on the spot replica, the gateway fails every call
+    // for far longer than a handful of polls (50 ms apart).
+    while spot.runs(&job.prompt_id) == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    spot.set_fault(Fault::Http500);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    spot.set_fault(Fault::None);
+    let done = wait_for(&host.store, job.id, finished).await;
+    assert_eq!(done.state, JobState::Succeeded, "{done:?}");
+    assert_eq!(done.attempts, 1, "sent once: {done:?}");
+    assert_eq!(done.backend.unwrap().pool, "h200-spot");
+    assert_eq!(on_demand.runs(&done.prompt_id), 0);
+    assert!(ledger.duplicates().is_empty(), "{:?}", ledger.outcomes());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -91,18 +91,26 @@ pub fn run(args: RehearseArgs) -> anyhow::Result<ExitCode> {
         args.speed > 0.0 && args.minutes > 0.0,
         "--speed and --minutes must be positive"
     );
+    let faults = !args.no_faults && !args.compare;
+    let demos = args
+        .demos
+        .unwrap_or(((args.minutes / 5.0).round() as u32).max(6))
+        .max(1);
+    // One fault follows each of the first six demos; with fewer they would
+    // pile up on each other and prove less.
+    anyhow::ensure!(
+        !faults || demos >= 6,
+        "--demos {demos} with faults: the fault schedule needs at least 6 demos (or --no-faults)"
+    );
     let plan = Plan {
         attendees: args.attendees,
         hosts: if args.compare { 1 } else { args.hosts },
         redis: redis && !args.compare,
         scheduler: args.scheduler,
-        faults: !args.no_faults && !args.compare,
+        faults,
         minutes: args.minutes,
         speed: args.speed,
-        demos: args
-            .demos
-            .unwrap_or(((args.minutes / 5.0).round() as u32).max(6))
-            .max(1),
+        demos,
         replicas: [args.h200_replicas.max(1), args.b300_replicas.max(1)],
         cold_start: Duration::from_millis(args.cold_start_ms),
         step_time: Duration::from_millis(args.step_ms),
@@ -123,7 +131,19 @@ pub fn run(args: RehearseArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(&args.report, serde_json::to_vec_pretty(&table)?)
             .with_context(|| format!("writing {}", args.report.display()))?;
         println!("comparison written to {}", args.report.display());
-        return Ok(ExitCode::SUCCESS);
+        let broken = table["comparison"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|row| row["violations"] == true);
+        if broken {
+            println!("FAIL: a scheduler's run broke a promise (see the report's rows)");
+        }
+        return Ok(if broken {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
     }
     let report = runtime.block_on(rehearse::run(plan))?;
     std::fs::write(&args.report, serde_json::to_vec_pretty(&report)?)

@@ -348,6 +348,10 @@ pub struct VerdaConfig {
     /// How long a job may wait in Verda's own queue and for a cold start,
     /// on top of `timeouts.job_wait_secs`, in seconds.
     pub queue_grace_secs: u64,
+    /// How long the gateway may fail to answer polls of a submitted job
+    /// before the job is sent elsewhere, in seconds. Its run may still be
+    /// on a GPU meanwhile: a shorter patience pays twice for more jobs.
+    pub outage_patience_secs: u64,
     /// The management API (pre-warm): `https://api.verda.com/v1`.
     pub management_url: String,
     /// OAuth client id for the management API (none: no pre-warm).
@@ -366,6 +370,7 @@ impl Default for VerdaConfig {
             poll_interval_ms: 2000,
             max_result_mib: 1024,
             queue_grace_secs: 120,
+            outage_patience_secs: 120,
             management_url: "https://api.verda.com/v1".into(),
             client_id: None,
             client_secret: None,

@@ -72,6 +72,7 @@ fn verda_backend(config: &Config, name: &str, pool: &PoolConfig) -> anyhow::Resu
         poll_interval: Duration::from_millis(config.verda.poll_interval_ms),
         max_result_bytes: config.verda.max_result_mib << 20,
         queue_grace: Duration::from_secs(config.verda.queue_grace_secs),
+        outage_patience: Duration::from_secs(config.verda.outage_patience_secs),
     };
     if config.dispatch.callback_url.is_none() {
         tracing::warn!(pool = %name, "dispatch.callback_url is not set: no live progress from Verda, and a cancelled job runs to its end on the GPU");

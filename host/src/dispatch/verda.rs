@@ -17,9 +17,13 @@
 //! - The inference id is Verda's choice, so it is recorded right after the
 //!   submit (see [`super::running`]); recovery asks `status` whether Verda
 //!   still knows it and re-attaches.
-//! - Polls every `poll_interval`, each bounded by `request`; up to
-//!   `MAX_POLL_ERRORS` failed polls in a row are tolerated (a blip of the
-//!   gateway), more mean the pool is unavailable and the job is requeued.
+//! - Polls every `poll_interval`, each bounded by `request`. A poll the
+//!   gateway does not answer properly (unreachable, a 5xx of its own, a
+//!   result it cannot hand over yet) says nothing about the run, which may
+//!   still be on its GPU: sending the job elsewhere would pay for it twice.
+//!   So failed polls are tolerated for `outage_patience` (and never past
+//!   the job's deadline); only then is the pool taken as unavailable and
+//!   the job requeued.
 //! - The host waits the job's wait plus `queue_grace` (time in Verda's
 //!   queue and the cold start), while the worker is told the job's wait
 //!   itself: the worker's clear "no result after" reason arrives first.
@@ -45,8 +49,6 @@ use super::backend::{Backend, BackendError, PoolInfo, Submission};
 use super::comfyui::protocol::{FileRef, NodeOutput, Outcome};
 use crate::worker::{RunCallback, RunInput, RunRequest, RunResponse};
 
-/// Failed polls in a row before the pool counts as unavailable.
-const MAX_POLL_ERRORS: u32 = 5;
 /// A replica that finished a job this recently is taken as warm (Verda
 /// keeps replicas for a while after the last request).
 const WARM_FOR: Duration = Duration::from_secs(300);
@@ -73,6 +75,9 @@ pub struct VerdaSettings {
     /// Added to the job's wait for Verda's queue and a cold start
     /// (`verda.queue_grace_secs`).
     pub queue_grace: Duration,
+    /// How long polls of a submitted job may fail in a row before the job
+    /// is requeued elsewhere (`verda.outage_patience_secs`).
+    pub outage_patience: Duration,
 }
 
 /// One finished job's output files by `(type, subfolder, filename)`.
@@ -104,6 +109,25 @@ enum Progress {
     Pending,
     Done,
     Failed(String),
+}
+
+/// What one look at a submitted inference found.
+enum Look {
+    /// Still queued or running.
+    Pending,
+    /// Over: the job's outcome, or why its run was lost.
+    Over(Result<Outcome, BackendError>),
+    /// The gateway did not answer properly: nothing is known of the run.
+    Unknown(BackendError),
+}
+
+/// A stored result, as fetched.
+enum Fetched {
+    /// The worker's answer.
+    Answer(RunResponse),
+    /// Not the worker's answer: the replica could not run the job, or
+    /// what is stored is something else (a lost replica).
+    Lost(String),
 }
 
 fn classify_status(status: &str) -> Progress {
@@ -196,10 +220,11 @@ impl VerdaBackend {
         Ok(Some(classify_status(body.status.as_deref().unwrap_or(""))))
     }
 
-    /// The stored result: the worker's answer, if it is one. A worker that
-    /// answered 502/503 could not run the job on its replica (ComfyUI down,
-    /// draining): that is a lost replica, not a failed job.
-    async fn result(&self, id: &str) -> Result<Option<RunResponse>, BackendError> {
+    /// The stored result. A worker that answered 502/503 could not run the
+    /// job on its replica (ComfyUI down, draining): that is a lost replica,
+    /// not a failed job. An error status with no worker's answer in it is
+    /// the gateway's own failure: an error, as for an unreachable gateway.
+    async fn result(&self, id: &str) -> Result<Fetched, BackendError> {
         let what = "result";
         let response = self
             .authed(
@@ -230,16 +255,45 @@ impl VerdaBackend {
             body.extend_from_slice(&chunk);
         }
         let answer = serde_json::from_slice::<RunResponse>(&body).ok();
-        if matches!(code.as_u16(), 502 | 503) {
-            let reason = answer
-                .and_then(|a| a.reason)
-                .unwrap_or_else(|| format!("HTTP {code}"));
-            return Err(self.unavailable(
-                "result",
-                format!("the replica could not run the job: {reason}"),
-            ));
+        Ok(match answer {
+            Some(answer) if matches!(code.as_u16(), 502 | 503) => Fetched::Lost(format!(
+                "the replica could not run the job: {}",
+                answer.reason.unwrap_or_else(|| format!("HTTP {code}"))
+            )),
+            Some(answer) => Fetched::Answer(answer),
+            None if code.is_server_error() || code == StatusCode::TOO_MANY_REQUESTS => {
+                return Err(self.http_error(what, code));
+            }
+            None => Fetched::Lost(format!(
+                "the stored result is not the worker's answer (HTTP {code}; replica lost?)"
+            )),
+        })
+    }
+
+    /// One look at inference `id`: its status, and its result once over.
+    async fn look(&self, id: &str) -> Look {
+        let lost = |detail: String| Look::Over(Err(self.unavailable("status", detail)));
+        match self.status(id).await {
+            Ok(Some(Progress::Pending)) => Look::Pending,
+            Ok(Some(Progress::Done)) => match self.result(id).await {
+                Ok(Fetched::Answer(answer)) => Look::Over(self.settle(id, answer)),
+                Ok(Fetched::Lost(detail)) => lost(detail),
+                Err(e @ BackendError::Unavailable(_)) => Look::Unknown(e),
+                Err(e) => Look::Over(Err(e)),
+            },
+            // A worker that answered (even an error) is a real outcome;
+            // anything else is a lost replica.
+            Ok(Some(Progress::Failed(status))) => match self.result(id).await {
+                Ok(Fetched::Answer(answer)) => Look::Over(self.settle(id, answer)),
+                Err(e @ BackendError::Unavailable(_)) => Look::Unknown(e),
+                _ => lost(format!(
+                    "the inference ended {status} without an answer: replica lost"
+                )),
+            },
+            Ok(None) => lost(format!("Verda no longer knows inference {id}")),
+            Err(e @ BackendError::Unavailable(_)) => Look::Unknown(e),
+            Err(e) => Look::Over(Err(e)),
         }
-        Ok(answer)
     }
 
     /// Turns the worker's answer into an outcome, keeping the files.
@@ -365,46 +419,28 @@ impl Backend for VerdaBackend {
         _progress: &mut (dyn FnMut(u32, u32) + Send),
     ) -> Result<Outcome, BackendError> {
         let deadline = Instant::now() + job_wait + self.settings.queue_grace;
-        let mut errors = 0;
+        // Since when the gateway has not answered properly, and how.
+        let mut unknown: Option<(Instant, BackendError)> = None;
         loop {
-            match self.status(backend_id).await {
-                Ok(Some(Progress::Done)) => {
-                    return match self.result(backend_id).await? {
-                        Some(answer) => self.settle(backend_id, answer),
-                        None => Err(self.unavailable(
-                            "result",
-                            "the stored result is not the worker's answer (replica lost?)",
-                        )),
-                    };
-                }
-                Ok(Some(Progress::Failed(status))) => {
-                    // A worker that answered (even an error) is a real
-                    // outcome; anything else is a lost replica.
-                    if let Ok(Some(answer)) = self.result(backend_id).await {
-                        return self.settle(backend_id, answer);
-                    }
-                    return Err(self.unavailable(
-                        "status",
-                        format!("the inference ended {status} without an answer: replica lost"),
-                    ));
-                }
-                Ok(Some(Progress::Pending)) => errors = 0,
-                Ok(None) => {
-                    return Err(self.unavailable(
-                        "status",
-                        format!("Verda no longer knows inference {backend_id}"),
-                    ));
-                }
-                Err(e @ BackendError::Unavailable(_)) => {
-                    errors += 1;
-                    if errors >= MAX_POLL_ERRORS {
+            match self.look(backend_id).await {
+                Look::Over(outcome) => return outcome,
+                Look::Pending => unknown = None,
+                Look::Unknown(e) => {
+                    let since = unknown.as_ref().map_or_else(Instant::now, |(t, _)| *t);
+                    if since.elapsed() >= self.settings.outage_patience {
                         return Err(e);
                     }
-                    tracing::debug!(error = %e, errors, "status poll failed; retrying");
+                    tracing::debug!(error = %e, "status poll failed; the run may go on, polling again");
+                    unknown = Some((since, e));
                 }
-                Err(e) => return Err(e),
             }
             if Instant::now() + self.settings.poll_interval > deadline {
+                // Not known to have failed: by now its worker has given up
+                // (it was told the job's wait), so running it again
+                // elsewhere is safe.
+                if let Some((_, e)) = unknown {
+                    return Err(e);
+                }
                 return Err(BackendError::TimedOut(format!(
                     "no result from verda {} within {} s",
                     self.settings.deployment,

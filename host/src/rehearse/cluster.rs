@@ -19,6 +19,7 @@ use serde_json::Value;
 use super::Plan;
 use crate::auth::{Role, UsersFile, hash_password};
 use crate::dispatch::rehearsal::RehearsalConfig;
+use crate::dispatch::rehearsal::run_ledger::RunLedger;
 use crate::dispatch::rehearsal::verda_gateway::FakeVerda;
 
 /// The operator account the rehearsal drives the admin API with.
@@ -206,6 +207,8 @@ pub struct Cluster {
     pub redis: Option<RedisProcess>,
     /// The fake deployments: `[0]` H200 spot, `[1]` B300 on-demand.
     pub gateways: Vec<Arc<FakeVerda>>,
+    /// Every GPU run of both deployments.
+    pub ledger: Arc<RunLedger>,
     /// The operator's password.
     pub operator_password: String,
     /// Plain HTTP client for the operator's calls and health checks.
@@ -250,11 +253,20 @@ impl Cluster {
             max_steps: plan.max_steps,
             ..RehearsalConfig::default()
         };
+        // One ledger for both deployments: a job moved from a failing pool
+        // to the other while its first run went on is a duplicate too.
+        let ledger = Arc::new(RunLedger::default());
         let mut gateways = Vec::new();
         for (i, (_, deployment, ..)) in POOLS.iter().enumerate() {
             let replicas = plan.replicas[i];
-            let (gateway, _) =
-                FakeVerda::with_replicas(deployment, API_KEY, replicas, comfy.clone()).await?;
+            let (gateway, _) = FakeVerda::with_replicas_sharing(
+                ledger.clone(),
+                deployment,
+                API_KEY,
+                replicas,
+                comfy.clone(),
+            )
+            .await?;
             gateways.push(gateway);
         }
         let gateway = FakeVerda::serve_all(gateways.clone()).await?;
@@ -291,6 +303,7 @@ impl Cluster {
             hosts,
             redis,
             gateways,
+            ledger,
             operator_password,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))

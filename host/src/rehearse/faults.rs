@@ -8,7 +8,7 @@
 //! |---|---|
 //! | scheduler swap (fair-share → round-robin, every host) | keep dispatching, no failed request |
 //! | spot reclaim of the H200 replicas running jobs | re-queue the jobs, run each again once |
-//! | kill -9 of the host holding the dispatcher lease | the other host leads; attendees move; nothing lost |
+//! | kill -9 of the host holding the dispatcher lease | the other host leads (one host: it restarts and resumes); attendees move; nothing lost |
 //! | the H200 pool's gateway answers 500 to everything | jobs retry or fail with a reason, never a 5xx to attendees |
 //! | kill -9 of Redis, restarted from its AOF | 503 while it is gone, nothing lost after |
 //! | a hostile scheduler (an endless loop) forced in before the last burst | the built-in default decides, the leader disables it |
@@ -161,47 +161,69 @@ async fn pool_500(plan: &Plan, cluster: &Mutex<Cluster>) -> Played {
 }
 
 /// Kills the leader (or the only host), shows who takes over, restarts it.
+///
+/// With several hosts another one must take the lease over while the victim
+/// is down; with one host, the restarted host must pick its work up again.
 async fn kill_leader(plan: &Plan, cluster: &Mutex<Cluster>) -> Played {
     let from_ms = Clock::now_ms();
     let mut guard = cluster.lock().await;
-    let victim = guard.leader().await.unwrap_or(0);
+    let leader = guard.leader().await;
+    let victim = leader.unwrap_or(0);
     let name = guard.hosts[victim].name.clone();
     guard.hosts[victim].kill9();
     tracing::info!(host = %name, "rehearsal: kill -9 of the dispatcher leader");
+    let alone = !guard.hosts.iter().any(|h| h.alive());
     drop(guard);
-    // Who leads next, and how long it took (the lease has to lapse).
-    let mut takeover = Value::Null;
-    let deadline = tokio::time::Instant::now() + plan.lease() * 3 + Duration::from_secs(5);
-    while tokio::time::Instant::now() < deadline && takeover.is_null() {
-        let guard = cluster.lock().await;
-        if guard.hosts.iter().filter(|h| h.alive()).count() == 0 {
-            break;
-        }
-        if let Some(leader) = guard.leader().await {
-            takeover =
-                json!({"host": guard.hosts[leader].name, "after_ms": Clock::now_ms() - from_ms});
-        }
-        drop(guard);
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut restarted = None;
+    if alone {
+        tokio::time::sleep(plan.fault_window).await;
+        restarted = Some(restart(cluster, victim).await);
     }
-    tokio::time::sleep(plan.fault_window).await;
-    let mut guard = cluster.lock().await;
-    let restarted = match guard.restart(victim) {
-        Ok(()) => guard
-            .wait_healthy(victim, Duration::from_secs(60))
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+    // Who leads next, and how long it took (the lease has to lapse).
+    let takeover = takeover(plan, cluster, from_ms).await;
+    let restarted = match restarted {
+        Some(restarted) => restarted,
+        None => {
+            tokio::time::sleep(plan.fault_window).await;
+            restart(cluster, victim).await
+        }
     };
     Played {
         fault: "host-kill",
         from_ms,
         to_ms: Clock::now_ms(),
         detail: json!({
-            "killed": name, "was_leader": true, "takeover": takeover,
+            "killed": name, "was_leader": leader.is_some(), "alone": alone,
+            "takeover": takeover,
             "restarted": restarted.is_ok(), "restart_error": restarted.err(),
         }),
     }
+}
+
+/// Waits for a live host to hold the dispatcher lease: `{host, after_ms}`,
+/// or null when none did within three leases.
+async fn takeover(plan: &Plan, cluster: &Mutex<Cluster>, from_ms: u64) -> Value {
+    let deadline = tokio::time::Instant::now() + plan.lease() * 3 + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        let guard = cluster.lock().await;
+        if let Some(leader) = guard.leader().await {
+            return json!({"host": guard.hosts[leader].name,
+                "after_ms": Clock::now_ms().saturating_sub(from_ms)});
+        }
+        drop(guard);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Value::Null
+}
+
+/// Restarts host `i` and waits until it answers `/health`.
+async fn restart(cluster: &Mutex<Cluster>, i: usize) -> Result<(), String> {
+    let mut guard = cluster.lock().await;
+    guard.restart(i).map_err(|e| e.to_string())?;
+    guard
+        .wait_healthy(i, Duration::from_secs(60))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn restart_redis(plan: &Plan, cluster: &Mutex<Cluster>) -> Played {

@@ -256,17 +256,14 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         .await?
         .json::<Value>()
         .await?;
-    let mut duplicates = Vec::new();
+    let duplicates = guard.ledger.duplicates();
     let mut gpu_runs: BTreeMap<String, usize> = BTreeMap::new();
-    for gateway in &guard.gateways {
-        duplicates.extend(gateway.duplicated_runs());
-        for outcomes in gateway.run_outcomes().values() {
-            for outcome in outcomes {
-                let name = serde_json::to_value(outcome).unwrap_or(Value::Null);
-                *gpu_runs
-                    .entry(name.as_str().unwrap_or("?").to_string())
-                    .or_default() += 1;
-            }
+    for outcomes in guard.ledger.outcomes().values() {
+        for outcome in outcomes {
+            let name = serde_json::to_value(outcome).unwrap_or(Value::Null);
+            *gpu_runs
+                .entry(name.as_str().unwrap_or("?").to_string())
+                .or_default() += 1;
         }
     }
     let window = |name: &str| -> Vec<(u64, u64)> {
@@ -291,6 +288,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
             .map(|h| (h.name.clone(), h.rss_max_kib))
             .collect(),
         outages: window("redis-restart"),
+        host_losses: window("host-kill"),
         faults: played,
     });
     Ok(report)
@@ -426,7 +424,9 @@ pub async fn compare(base: Plan) -> anyhow::Result<Value> {
                 report
                     .attendees
                     .iter()
-                    .filter(|a| a.persona == name)
+                    // An attendee whose jobs never waited (all cancelled
+                    // first) has no p95 to count.
+                    .filter(|a| a.persona == name && a.wait.n > 0)
                     .map(|a| a.wait.p95)
                     .collect(),
             )

@@ -158,7 +158,26 @@ pub struct Violations {
     pub missed_events: Vec<String>,
     /// Faults that did not play out (a host that did not come back…).
     pub faults: Vec<String>,
+    /// Jobs that ended failed or dead: every fault played is one the
+    /// platform is meant to recover from, so no job should fail.
+    pub failed_jobs: Vec<String>,
+    /// Jobs cancelled although their owner never asked.
+    pub unasked_cancels: Vec<String>,
+    /// Submissions of the attendees' valid prompts refused with anything
+    /// but 429 (a cap), and submissions given up after every retry.
+    pub refused_or_abandoned: Vec<String>,
+    /// Requests the host did not answer (no HTTP answer at all) outside a
+    /// host kill or the Redis outage.
+    pub unanswered_requests: Vec<String>,
+    /// Websocket gaps that began outside a host kill or the Redis outage,
+    /// or outlasted it by more than [`SOCKET_BACK_MS`]: they would
+    /// otherwise excuse missed events.
+    pub dropped_sockets: Vec<String>,
 }
+
+/// How long after a host kill or the Redis outage an attendee's websocket
+/// may still be reconnecting.
+pub const SOCKET_BACK_MS: u64 = 15_000;
 
 impl Violations {
     /// Whether every promise held.
@@ -169,6 +188,27 @@ impl Violations {
             && self.misdelivered_events.is_empty()
             && self.missed_events.is_empty()
             && self.faults.is_empty()
+            && self.failed_jobs.is_empty()
+            && self.unasked_cancels.is_empty()
+            && self.refused_or_abandoned.is_empty()
+            && self.unanswered_requests.is_empty()
+            && self.dropped_sockets.is_empty()
+    }
+
+    /// Every violation, one line each, in the order of the fields.
+    pub fn lines(&self) -> impl Iterator<Item = &String> {
+        self.lost_jobs
+            .iter()
+            .chain(&self.duplicated_gpu_runs)
+            .chain(&self.server_errors)
+            .chain(&self.misdelivered_events)
+            .chain(&self.missed_events)
+            .chain(&self.faults)
+            .chain(&self.failed_jobs)
+            .chain(&self.unasked_cancels)
+            .chain(&self.refused_or_abandoned)
+            .chain(&self.unanswered_requests)
+            .chain(&self.dropped_sockets)
     }
 }
 
@@ -237,8 +277,11 @@ pub struct Inputs {
     pub rss_kib: BTreeMap<String, u64>,
     /// Faults as played.
     pub faults: Vec<Played>,
-    /// Fault windows (from, to) in which a 5xx or a missed event is excused.
+    /// The Redis outage (from, to): a 5xx or a missed event is excused in it.
     pub outages: Vec<(u64, u64)>,
+    /// Host kills (kill → the host healthy again): an unanswered request or
+    /// a websocket gap is excused in it.
+    pub host_losses: Vec<(u64, u64)>,
 }
 
 const GRACE_MS: u64 = 2_000;
@@ -256,6 +299,12 @@ pub fn build(inputs: Inputs) -> Report {
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let mut lines = Vec::new();
     let mut all_waits = Vec::new();
+    let losses: Vec<(u64, u64)> = inputs
+        .outages
+        .iter()
+        .chain(&inputs.host_losses)
+        .copied()
+        .collect();
     for record in &inputs.records {
         let mut line = AttendeeLine {
             name: record.name.clone(),
@@ -281,13 +330,23 @@ pub fn build(inputs: Inputs) -> Report {
             };
             match job.state.as_str() {
                 "succeeded" => line.succeeded += 1,
-                "cancelled" => line.cancelled += 1,
+                "cancelled" => {
+                    line.cancelled += 1;
+                    if !record.cancel_asked.contains(id) {
+                        violations
+                            .unasked_cancels
+                            .push(format!("{} {id}", record.name));
+                    }
+                }
                 _ => {
                     line.failed += 1;
                     let reason = job.reason.as_deref().unwrap_or("no reason");
                     *errors
                         .entry(format!("job {}: {}", job.state, cause(reason)))
                         .or_default() += 1;
+                    violations
+                        .failed_jobs
+                        .push(format!("{} {id} {}: {reason}", record.name, job.state));
                 }
             }
             line.gpu_seconds += job.gpu_seconds;
@@ -331,6 +390,33 @@ pub fn build(inputs: Inputs) -> Report {
                 violations
                     .server_errors
                     .push(format!("{} {cause} at {}", record.name, request.at_ms));
+            }
+            if request.status.is_none() && !inside(&losses, request.at_ms) {
+                violations
+                    .unanswered_requests
+                    .push(format!("{} {cause} at {}", record.name, request.at_ms));
+            }
+        }
+        for status in record.refused.iter().filter(|&&s| s != 429) {
+            violations
+                .refused_or_abandoned
+                .push(format!("{} submit refused with {status}", record.name));
+        }
+        if record.abandoned > 0 {
+            violations.refused_or_abandoned.push(format!(
+                "{} gave up on {} submissions after every retry",
+                record.name, record.abandoned
+            ));
+        }
+        for &(lost, back) in &record.gaps {
+            let explained = losses.iter().any(|&(from, to)| {
+                lost + GRACE_MS >= from && lost <= to + GRACE_MS && back <= to + SOCKET_BACK_MS
+            });
+            if !explained {
+                violations.dropped_sockets.push(format!(
+                    "{}'s websocket down from {lost} to {back}",
+                    record.name
+                ));
             }
         }
         totals.submitted += line.submitted;
@@ -447,20 +533,14 @@ impl Report {
         }
         let v = &self.violations;
         out.push_str(&format!(
-            "lost {}  duplicated GPU runs {}  5xx outside outage {}  misdelivered {}  missed events {}  fault failures {}\n",
+            "lost {}  duplicated GPU runs {}  5xx outside outage {}  misdelivered {}  missed events {}  fault failures {}\n\
+             failed jobs {}  unasked cancels {}  refused/abandoned {}  unanswered {}  dropped sockets {}\n",
             v.lost_jobs.len(), v.duplicated_gpu_runs.len(), v.server_errors.len(),
-            v.misdelivered_events.len(), v.missed_events.len(), v.faults.len()
+            v.misdelivered_events.len(), v.missed_events.len(), v.faults.len(),
+            v.failed_jobs.len(), v.unasked_cancels.len(), v.refused_or_abandoned.len(),
+            v.unanswered_requests.len(), v.dropped_sockets.len()
         ));
-        for line in v
-            .lost_jobs
-            .iter()
-            .chain(&v.duplicated_gpu_runs)
-            .chain(&v.server_errors)
-            .chain(&v.misdelivered_events)
-            .chain(&v.missed_events)
-            .chain(&v.faults)
-            .take(30)
-        {
+        for line in v.lines().take(30) {
             out.push_str(&format!("  ! {line}\n"));
         }
         out.push_str(if v.none() { "PASS\n" } else { "FAIL\n" });
@@ -471,6 +551,7 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rehearse::attendee::Request;
 
     #[test]
     fn jain_is_one_for_equal_shares_and_one_over_n_for_one_taker() {
@@ -484,6 +565,106 @@ mod tests {
         let s = Spread::of((1..=100).map(f64::from).collect());
         assert_eq!((s.p50, s.p95, s.max, s.n), (50.0, 95.0, 100.0, 100));
         assert_eq!(Spread::of(vec![]).n, 0);
+    }
+
+    fn job(user: &str, state: &str, updated_at_ms: u64) -> StoredJob {
+        StoredJob {
+            user: user.into(),
+            state: state.into(),
+            wait: Some(1.0),
+            gpu_seconds: 1.0,
+            reason: (state == "failed").then(|| "backend: gave up".into()),
+            attempts: 1,
+            updated_at_ms,
+        }
+    }
+
+    fn inputs(records: Vec<Record>, jobs: &[(&str, StoredJob)]) -> Inputs {
+        Inputs {
+            plan: Value::Null,
+            records,
+            jobs: jobs
+                .iter()
+                .map(|(id, j)| (id.to_string(), j.clone()))
+                .collect(),
+            duplicates: vec![],
+            gpu_runs: BTreeMap::new(),
+            cost: Value::Null,
+            rss_kib: BTreeMap::new(),
+            faults: vec![],
+            outages: vec![(100_000, 104_000)],
+            host_losses: vec![(200_000, 208_000)],
+        }
+    }
+
+    #[test]
+    fn a_clean_attendee_passes() {
+        let record = Record {
+            name: "ana".into(),
+            accepted: vec!["a".into(), "b".into()],
+            cancel_asked: vec!["b".into()],
+            refused: vec![429],
+            events: vec![("a".into(), "execution_success".into(), 50_000)],
+            // Cut by the host kill, back soon after.
+            gaps: vec![(200_500, 210_000)],
+            ..Record::default()
+        };
+        let report = build(inputs(
+            vec![record],
+            &[
+                ("a", job("ana", "succeeded", 50_000)),
+                ("b", job("ana", "cancelled", 60_000)),
+            ],
+        ));
+        assert!(report.violations.none(), "{:?}", report.violations);
+    }
+
+    #[test]
+    fn failures_unasked_cancels_refusals_and_dark_sockets_are_violations() {
+        let record = Record {
+            name: "ana".into(),
+            accepted: vec!["a".into(), "b".into(), "c".into()],
+            refused: vec![400],
+            abandoned: 1,
+            requests: vec![
+                Request {
+                    at_ms: 50_000,
+                    what: "history",
+                    status: None,
+                    error: Some("reset".into()),
+                },
+                // Inside the host kill: excused.
+                Request {
+                    at_ms: 201_000,
+                    what: "history",
+                    status: None,
+                    error: Some("refused".into()),
+                },
+            ],
+            // Never connected: the gap spans the run and would excuse
+            // every missed event.
+            gaps: vec![(1_000, 300_000)],
+            ..Record::default()
+        };
+        let report = build(inputs(
+            vec![record],
+            &[
+                ("a", job("ana", "failed", 50_000)),
+                ("b", job("ana", "cancelled", 60_000)),
+                ("c", job("ana", "succeeded", 70_000)),
+            ],
+        ));
+        let v = &report.violations;
+        assert_eq!(v.failed_jobs.len(), 1, "{v:?}");
+        assert_eq!(v.unasked_cancels, vec!["ana b".to_string()]);
+        assert_eq!(v.refused_or_abandoned.len(), 2, "{v:?}");
+        assert_eq!(v.unanswered_requests.len(), 1, "{v:?}");
+        assert_eq!(v.dropped_sockets.len(), 1, "{v:?}");
+        assert!(
+            v.missed_events.is_empty(),
+            "excused by the gap, which is itself flagged"
+        );
+        assert_eq!(v.lines().count(), 6);
     }
 
     #[test]

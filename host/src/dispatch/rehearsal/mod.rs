@@ -14,6 +14,7 @@
 //! coloured by the prompt id.
 
 mod run;
+pub mod run_ledger;
 pub mod verda_gateway;
 pub mod verda_management;
 

@@ -31,8 +31,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::run_ledger::{RunLedger, RunOutcome};
 use super::{Rehearsal, RehearsalConfig};
 use crate::worker::{Worker, WorkerConfig};
 
@@ -62,22 +63,6 @@ struct Inference {
     answer: Option<(u16, Bytes)>,
 }
 
-/// How one asynchronous GPU run of a prompt ended, as the gateway saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunOutcome {
-    /// Still on a replica.
-    Running,
-    /// The replica answered 200: the GPU work was done.
-    Completed,
-    /// The replica answered an error (e.g. the workflow raised).
-    Errored,
-    /// The replica was reclaimed under it (spot).
-    Reclaimed,
-    /// The replica could not be reached.
-    Unreachable,
-}
-
 struct Replica {
     url: String,
     alive: bool,
@@ -90,8 +75,7 @@ pub struct FakeVerda {
     replicas: Mutex<Vec<Replica>>,
     inferences: Mutex<HashMap<String, Inference>>,
     runs: Mutex<HashMap<String, usize>>,
-    outcomes: Mutex<HashMap<String, Vec<RunOutcome>>>,
-    duplicates: Mutex<Vec<String>>,
+    ledger: Arc<RunLedger>,
     fault: Mutex<Fault>,
     reclaims: AtomicUsize,
     http: reqwest::Client,
@@ -105,6 +89,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl FakeVerda {
     /// A gateway for `deployment` over the worker replicas at `replicas`.
     pub fn new(deployment: &str, api_key: &str, replicas: Vec<String>) -> Arc<Self> {
+        Self::sharing(Arc::default(), deployment, api_key, replicas)
+    }
+
+    /// [`FakeVerda::new`], recording its runs in `ledger`.
+    pub fn sharing(
+        ledger: Arc<RunLedger>,
+        deployment: &str,
+        api_key: &str,
+        replicas: Vec<String>,
+    ) -> Arc<Self> {
         crate::tls::install_provider();
         Arc::new(FakeVerda {
             deployment: deployment.to_string(),
@@ -117,8 +111,7 @@ impl FakeVerda {
             ),
             inferences: Mutex::new(HashMap::new()),
             runs: Mutex::new(HashMap::new()),
-            outcomes: Mutex::new(HashMap::new()),
-            duplicates: Mutex::new(Vec::new()),
+            ledger,
             fault: Mutex::new(Fault::None),
             reclaims: AtomicUsize::new(0),
             http: reqwest::Client::new(),
@@ -129,6 +122,17 @@ impl FakeVerda {
     /// Starts `count` replicas (a rehearsal ComfyUI and a worker each) on
     /// loopback and a gateway in front of them; returns it with its URL.
     pub async fn with_replicas(
+        deployment: &str,
+        api_key: &str,
+        count: usize,
+        comfy: RehearsalConfig,
+    ) -> std::io::Result<(Arc<Self>, String)> {
+        Self::with_replicas_sharing(Arc::default(), deployment, api_key, count, comfy).await
+    }
+
+    /// [`FakeVerda::with_replicas`], recording its runs in `ledger`.
+    pub async fn with_replicas_sharing(
+        ledger: Arc<RunLedger>,
         deployment: &str,
         api_key: &str,
         count: usize,
@@ -151,7 +155,7 @@ impl FakeVerda {
                 let _ = worker.serve(listener, std::future::pending()).await;
             });
         }
-        let gateway = FakeVerda::new(deployment, api_key, urls);
+        let gateway = FakeVerda::sharing(ledger, deployment, api_key, urls);
         *lock(&gateway.comfys) = comfys;
         let addr = gateway.serve().await?;
         Ok((gateway, format!("http://{addr}")))
@@ -243,58 +247,28 @@ impl FakeVerda {
     }
 
     fn count_run(&self, body: &Bytes) {
-        let id = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
-            v.get("prompt_id")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        });
-        if let Some(id) = id {
+        if let Some(id) = super::run_ledger::prompt_id(body) {
             *lock(&self.runs).entry(id).or_default() += 1;
         }
     }
 
-    /// Records the start of an asynchronous run of the prompt in `body`;
-    /// a run that starts while an earlier one of the same prompt is still
-    /// on a GPU or already completed is a duplicate. Returns the prompt id
-    /// and the run's index, to record its end.
-    fn start_run(&self, body: &Bytes) -> Option<(String, usize)> {
-        let id = serde_json::from_slice::<Value>(body)
-            .ok()?
-            .get("prompt_id")?
-            .as_str()?
-            .to_owned();
-        let mut outcomes = lock(&self.outcomes);
-        let runs = outcomes.entry(id.clone()).or_default();
-        if runs
-            .iter()
-            .any(|o| matches!(o, RunOutcome::Running | RunOutcome::Completed))
-        {
-            tracing::warn!(prompt_id = %id, "fake verda: DUPLICATE GPU run of a prompt already run");
-            lock(&self.duplicates).push(id.clone());
-        }
-        runs.push(RunOutcome::Running);
-        Some((id, runs.len() - 1))
+    /// Where this gateway records its runs.
+    pub fn ledger(&self) -> &Arc<RunLedger> {
+        &self.ledger
     }
 
-    fn finish_run(&self, run: &Option<(String, usize)>, outcome: RunOutcome) {
-        if let Some((id, index)) = run
-            && let Some(slot) = lock(&self.outcomes)
-                .get_mut(id)
-                .and_then(|r| r.get_mut(*index))
-        {
-            *slot = outcome;
-        }
-    }
-
-    /// Every asynchronous run so far, by prompt id, in order.
+    /// Every asynchronous run so far in this gateway's ledger.
     pub fn run_outcomes(&self) -> HashMap<String, Vec<RunOutcome>> {
-        lock(&self.outcomes).clone()
+        self.ledger.outcomes()
     }
 
-    /// Prompt ids that got a second GPU run while an earlier one was on a
-    /// GPU or had completed (once per duplicate run).
+    /// Duplicated GPU runs so far in this gateway's ledger.
     pub fn duplicated_runs(&self) -> Vec<String> {
-        lock(&self.duplicates).clone()
+        self.ledger.duplicates()
+    }
+
+    fn reclaiming(&self) -> bool {
+        matches!(*lock(&self.fault), Fault::ReclaimAfter(_))
     }
 
     /// The deployment this gateway serves.
@@ -311,8 +285,7 @@ impl FakeVerda {
 
     /// Runs one queued request on a random replica, playing the faults.
     async fn run(self: Arc<Self>, id: String, path: String, body: Bytes) {
-        let fault = *lock(&self.fault);
-        if fault == Fault::Hang {
+        if *lock(&self.fault) == Fault::Hang {
             return;
         }
         // Verda's queue: wait for a live replica.
@@ -322,9 +295,12 @@ impl FakeVerda {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
+        // The fault as it is when the run reaches its replica: a run that
+        // waited out a reclaim window is not reclaimed afterwards.
+        let fault = *lock(&self.fault);
         self.set(&id, Status::Running, None);
         self.count_run(&body);
-        let run = self.start_run(&body);
+        let run = self.ledger.start(&self.deployment, &body);
         let request = self
             .http
             .post(format!("{url}/{path}"))
@@ -336,10 +312,15 @@ impl FakeVerda {
             let code = response.status().as_u16();
             Ok::<_, reqwest::Error>((code, response.bytes().await?))
         };
+        tokio::pin!(forwarded);
         let outcome = match fault {
             Fault::ReclaimAfter(after) => tokio::select! {
-                done = forwarded => Some(done),
-                _ = tokio::time::sleep(after) => None,
+                done = &mut forwarded => Some(done),
+                // Reclaimed only if the window is still open.
+                _ = tokio::time::sleep(after) => match self.reclaiming() {
+                    true => None,
+                    false => Some(forwarded.await),
+                },
             },
             _ => Some(forwarded.await),
         };
@@ -350,16 +331,16 @@ impl FakeVerda {
                 } else {
                     RunOutcome::Errored
                 };
-                self.finish_run(&run, outcome);
+                self.ledger.finish(&run, outcome);
                 self.set(&id, Status::Completed, Some((code, bytes)))
             }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "fake verda: replica unreachable");
-                self.finish_run(&run, RunOutcome::Unreachable);
+                self.ledger.finish(&run, RunOutcome::Unreachable);
                 self.set(&id, Status::Failed, None);
             }
             None => {
-                self.finish_run(&run, RunOutcome::Reclaimed);
+                self.ledger.finish(&run, RunOutcome::Reclaimed);
                 lock(&self.replicas)[index].alive = false;
                 self.reclaims.fetch_add(1, Ordering::SeqCst);
                 tracing::info!(
