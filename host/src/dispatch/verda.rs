@@ -282,10 +282,10 @@ impl VerdaBackend {
                 Err(e) => Look::Over(Err(e)),
             },
             // A worker that answered (even an error) is a real outcome;
-            // anything else is a lost replica.
+            // anything else is a lost replica. The run is over either way,
+            // so a result that cannot be fetched is not worth waiting for.
             Ok(Some(Progress::Failed(status))) => match self.result(id).await {
                 Ok(Fetched::Answer(answer)) => Look::Over(self.settle(id, answer)),
-                Err(e @ BackendError::Unavailable(_)) => Look::Unknown(e),
                 _ => lost(format!(
                     "the inference ended {status} without an answer: replica lost"
                 )),

@@ -73,6 +73,18 @@ struct Shared {
 }
 
 impl Shared {
+    /// Moves on from the host at `turn`, unless the websocket (or another
+    /// request) already moved on from it: one lost host, one move.
+    fn fail_over(&self, turn: usize) {
+        if self
+            .host
+            .compare_exchange(turn, turn + 1, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            lock(&self.record).failovers += 1;
+        }
+    }
+
     fn log(&self, what: &'static str, outcome: &Result<reqwest::Response, reqwest::Error>) {
         let (status, error) = match outcome {
             Ok(r) => (Some(r.status().as_u16()), None),
@@ -193,13 +205,10 @@ impl Attendee {
         std::mem::take(&mut *lock(&self.shared.record))
     }
 
-    fn host(&self) -> String {
-        self.hosts[self.shared.host.load(Ordering::Relaxed) % self.hosts.len()].clone()
-    }
-
-    fn fail_over(&self) {
-        self.shared.host.fetch_add(1, Ordering::Relaxed);
-        lock(&self.shared.record).failovers += 1;
+    /// The host this attendee is on: its turn number and URL.
+    fn host(&self) -> (usize, String) {
+        let turn = self.shared.host.load(Ordering::Relaxed);
+        (turn, self.hosts[turn % self.hosts.len()].clone())
     }
 
     /// A request to the current host, moving on when it does not answer
@@ -210,8 +219,8 @@ impl Attendee {
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     ) -> Option<reqwest::Response> {
         for attempt in 0..40u32 {
-            let request =
-                build(&self.http, &self.host()).basic_auth(&self.name, Some(&self.password));
+            let (turn, host) = self.host();
+            let request = build(&self.http, &host).basic_auth(&self.name, Some(&self.password));
             let outcome = request.send().await;
             self.shared.log(what, &outcome);
             match outcome {
@@ -220,7 +229,7 @@ impl Attendee {
                 }
                 Ok(r) => return Some(r),
                 Err(_) => {
-                    self.fail_over();
+                    self.shared.fail_over(turn);
                     tokio::time::sleep(Duration::from_millis(100 + 50 * attempt as u64)).await;
                 }
             }
@@ -411,8 +420,8 @@ async fn websocket(
         if *stop.borrow() {
             break;
         }
-        let host =
-            hosts[shared.host.load(Ordering::Relaxed) % hosts.len()].replace("http://", "ws://");
+        let turn = shared.host.load(Ordering::Relaxed);
+        let host = hosts[turn % hosts.len()].replace("http://", "ws://");
         let Ok(mut request) = format!("{host}/ws?clientId={name}-tab").into_client_request() else {
             break;
         };
@@ -427,8 +436,7 @@ async fn websocket(
             lost_at.get_or_insert(Clock::now_ms());
             // The browser's reconnect lands on the next host, and so do the
             // attendee's HTTP calls (one sticky host, as behind a balancer).
-            shared.host.fetch_add(1, Ordering::Relaxed);
-            lock(&shared.record).failovers += 1;
+            shared.fail_over(turn);
             tokio::time::sleep(Duration::from_millis(250)).await;
             continue;
         };

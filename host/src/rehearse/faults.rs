@@ -239,7 +239,9 @@ async fn restart_redis(plan: &Plan, cluster: &Mutex<Cluster>) -> Played {
     let restarted = guard
         .redis
         .as_mut()
-        .map(|r| r.restart().map_err(|e| e.to_string()));
+        // The restart waits (blocking) for the port while Redis loads its
+        // AOF: off the async workers, which serve the attendees meanwhile.
+        .map(|r| tokio::task::block_in_place(|| r.restart()).map_err(|e| e.to_string()));
     // Whole again once every live host says its queue is reachable.
     for i in 0..guard.hosts.len() {
         if guard.hosts[i].alive() {

@@ -346,7 +346,9 @@ async fn drain(cluster: &Mutex<Cluster>, plan: &Plan) {
     while tokio::time::Instant::now() < deadline {
         let guard = cluster.lock().await;
         let mut active = 0;
-        let mut answered = false;
+        // Every count must come from a 200: a 503 during a late outage is
+        // no answer, and must not end the drain early.
+        let mut answered = true;
         for state in ["queued", "leased", "dispatched", "running"] {
             let list = guard
                 .admin(
@@ -355,11 +357,12 @@ async fn drain(cluster: &Mutex<Cluster>, plan: &Plan) {
                 )
                 .send()
                 .await;
-            if let Ok(r) = list
-                && let Ok(body) = r.json::<Value>().await
-            {
-                answered = true;
-                active += body["jobs"].as_array().map_or(0, Vec::len);
+            match list {
+                Ok(r) if r.status().is_success() => match r.json::<Value>().await {
+                    Ok(body) => active += body["jobs"].as_array().map_or(0, Vec::len),
+                    Err(_) => answered = false,
+                },
+                _ => answered = false,
             }
         }
         drop(guard);

@@ -445,6 +445,12 @@ pub fn build(inputs: Inputs) -> Report {
                         .is_null()
                         .then(|| "no host took the dispatcher lease over".to_string())
                 }),
+            "scheduler-swap" => d["hosts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|h| h["upload"] != 201 || h["activate"] != 200)
+                .map(|h| format!("a host did not take the new scheduler: {h}")),
             "redis-restart" => {
                 (d["restarted"] != true).then(|| format!("redis did not come back: {}", d["error"]))
             }
@@ -665,6 +671,35 @@ mod tests {
             "excused by the gap, which is itself flagged"
         );
         assert_eq!(v.lines().count(), 6);
+    }
+
+    #[test]
+    fn a_host_that_refused_the_swap_or_never_came_back_is_a_fault_failure() {
+        let mut inputs = inputs(vec![], &[]);
+        let played = |fault, detail| Played {
+            fault,
+            from_ms: 0,
+            to_ms: 1,
+            detail,
+        };
+        inputs.faults = vec![
+            played(
+                "scheduler-swap",
+                serde_json::json!({"hosts": [{"host": "h1", "upload": 201, "activate": 200},
+                                             {"host": "h2", "upload": 201, "activate": 0}]}),
+            ),
+            played(
+                "host-kill",
+                serde_json::json!({"restarted": true, "takeover": {"host": "h2"}}),
+            ),
+            played(
+                "redis-restart",
+                serde_json::json!({"restarted": false, "error": "gone"}),
+            ),
+        ];
+        let v = build(inputs).violations;
+        assert_eq!(v.faults.len(), 2, "{v:?}");
+        assert!(v.faults[0].contains("h2"), "{v:?}");
     }
 
     #[test]
