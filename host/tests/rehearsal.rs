@@ -5,10 +5,13 @@
 //! kill -9, the GPUs are the fake Verda gateway.
 //!
 //! The rehearsal itself decides pass or fail (its exit code): no lost job,
-//! no duplicated GPU run, no 5xx to an attendee outside the Redis outage,
-//! no event delivered to the wrong attendee, no completion event missed
-//! while connected, every fault played out. These tests also check that
-//! the faults bit (a fault that hit nothing proves nothing).
+//! no duplicated GPU run (across both pools), no 5xx to an attendee outside
+//! the Redis outage, no event delivered to the wrong attendee, no completion
+//! event missed, no failed job, no unasked cancel, no refusal but 429, no
+//! request unanswered or websocket down outside a fault, every fault played
+//! out. These tests also check that the faults bit (a fault that hit
+//! nothing proves nothing), and that one host on the embedded store
+//! survives its own kill -9.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -150,6 +153,46 @@ fn fifty_attendees_on_two_hosts_survive_every_fault_once() {
     let rss = report["host_rss_mib"].as_object().expect("rss");
     assert_eq!(rss.len(), 2);
     assert!(rss.values().all(|v| v.as_f64() > Some(0.0)), "{rss:?}");
+}
+
+#[test]
+fn one_host_on_the_embedded_store_survives_its_own_kill() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let (passed, summary, report) = rehearse(&[
+        "--attendees",
+        "12",
+        "--hosts",
+        "1",
+        "--store",
+        "embedded",
+        "--minutes",
+        "6",
+        "--speed",
+        "8",
+        "--seed",
+        "3",
+    ]);
+    assert!(
+        passed,
+        "the rehearsal failed:\n{summary}\n{:#}",
+        report["violations"]
+    );
+    let faults = report["faults"].as_array().expect("faults");
+    let kill = faults
+        .iter()
+        .find(|f| f["fault"] == "host-kill")
+        .expect("the host was killed");
+    // Alone, the restarted host leads again and finishes what it held.
+    assert_eq!(kill["detail"]["alone"], true, "{kill}");
+    assert_eq!(kill["detail"]["takeover"]["host"], "host-1", "{kill}");
+    assert!(
+        faults.iter().all(|f| f["fault"] != "redis-restart"),
+        "no Redis to restart"
+    );
+    assert!(
+        report["totals"]["succeeded"].as_u64() > Some(50),
+        "{summary}"
+    );
 }
 
 #[test]
