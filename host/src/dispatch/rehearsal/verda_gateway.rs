@@ -257,16 +257,6 @@ impl FakeVerda {
         &self.ledger
     }
 
-    /// Every asynchronous run so far in this gateway's ledger.
-    pub fn run_outcomes(&self) -> HashMap<String, Vec<RunOutcome>> {
-        self.ledger.outcomes()
-    }
-
-    /// Duplicated GPU runs so far in this gateway's ledger.
-    pub fn duplicated_runs(&self) -> Vec<String> {
-        self.ledger.duplicates()
-    }
-
     fn reclaiming(&self) -> bool {
         matches!(*lock(&self.fault), Fault::ReclaimAfter(_))
     }
