@@ -195,13 +195,17 @@ impl Authenticator {
             let (hash, password) = (plan.hash.clone(), creds.password.clone());
             // The slot goes with the hashing: a login whose client hung up
             // mid-verification leaves argon2 running, and its memory counts.
-            let ok = tokio::task::spawn_blocking(move || {
-                let _slot = slot;
-                check_hash(&hash, &password)
+            // It comes back with the answer and is released only once the
+            // login is cached, so a waiter that gets it next finds the cache
+            // filled instead of hashing the same password again.
+            let (ok, slot) = tokio::task::spawn_blocking(move || {
+                (check_hash(&hash, &password), slot)
             })
             .await
             .map_err(|e| AuthError::Unavailable(format!("verification task failed: {e}")))?;
-            self.after_argon2(&creds, client, plan, ok)
+            let answer = self.after_argon2(&creds, client, plan, ok);
+            drop(slot);
+            answer
         }
         .instrument(span)
         .await
