@@ -45,6 +45,7 @@ fn limits() -> ClientLimits {
         ws_idle: Duration::from_millis(250),
         submit: Duration::from_secs(2),
         download: Duration::from_secs(2),
+        ..ClientLimits::default()
     }
 }
 

@@ -19,6 +19,7 @@ fn limits() -> ClientLimits {
         ws_idle: Duration::from_millis(250),
         submit: Duration::from_secs(2),
         download: Duration::from_secs(2),
+        outage_patience: Duration::from_secs(2),
     }
 }
 
@@ -176,6 +177,82 @@ async fn without_a_websocket_the_client_polls_history() {
     assert!(
         matches!(outcome, Outcome::Success(ref o) if o.contains_key("9")),
         "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_history_hiccup_while_polling_does_not_end_the_wait() {
+    // ComfyUI answering 500 to a few /history looks says nothing about the
+    // prompt, which goes on running: the wait goes on.
+    let config = RehearsalConfig {
+        refuse_websocket: true,
+        ..Default::default()
+    };
+    let (rehearsal, client) = backend(config).await;
+    let prompt_id = submit_flux(&client).await;
+    rehearsal.fail_history(5);
+    let outcome = client
+        .follow(&prompt_id, "c1", WAIT, |_, _| {})
+        .await
+        .expect("a few failed looks are not the job's end");
+    assert!(matches!(outcome, Outcome::Success(_)), "{outcome:?}");
+    assert!(
+        matches!(
+            client.history(&prompt_id).await,
+            Ok(Some(ref entry)) if entry.outcome() != Outcome::Pending
+        ),
+        "the failures were used up"
+    );
+}
+
+#[tokio::test]
+async fn a_history_hiccup_while_the_socket_is_quiet_does_not_end_the_wait() {
+    // Steps slower than the socket's idle time: the client looks at
+    // /history between them, and at the end; those looks fail for a while.
+    let config = RehearsalConfig {
+        step_time: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let (rehearsal, client) = backend(config).await;
+    let prompt_id = submit_flux(&client).await;
+    rehearsal.fail_history(4);
+    let mut steps = 0;
+    let outcome = client
+        .follow(&prompt_id, "c1", WAIT, |_, _| steps += 1)
+        .await
+        .expect("a few failed looks are not the job's end");
+    assert!(matches!(outcome, Outcome::Success(_)), "{outcome:?}");
+    assert!(steps > 0, "progress still came through the socket");
+}
+
+#[tokio::test]
+async fn a_comfyui_that_keeps_failing_history_is_given_up_after_the_patience() {
+    let config = RehearsalConfig {
+        refuse_websocket: true,
+        step_time: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let (rehearsal, client) = backend(config).await;
+    let prompt_id = submit_flux(&client).await;
+    rehearsal.fail_history(u32::MAX);
+    // The job may run an hour; the server stops answering: the error comes
+    // after the patience (2 s in these limits), not at the deadline.
+    let error = tokio::time::timeout(
+        WAIT,
+        client.follow(&prompt_id, "c1", Duration::from_secs(3600), |_, _| {}),
+    )
+    .await
+    .expect("gave up after the patience, not at the deadline")
+    .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ClientError::Status {
+                what: "history",
+                status: 500
+            }
+        ),
+        "{error}"
     );
 }
 

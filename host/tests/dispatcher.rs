@@ -59,6 +59,7 @@ async fn setup(comfy_url: &str, capacity: u32, limits: StoreLimits) -> Setup {
             ws_idle: Duration::from_millis(250),
             submit: Duration::from_secs(2),
             download: Duration::from_secs(2),
+            ..ClientLimits::default()
         },
     )
     .unwrap();

@@ -307,6 +307,40 @@ async fn a_gateway_blip_while_a_job_runs_does_not_send_it_elsewhere() {
     assert!(ledger.duplicates().is_empty(), "{:?}", ledger.outcomes());
 }
 
+/// Status and result are separate endpoints: a status of `Completed` whose
+/// result is not there yet (202) is polled again, not taken as a lost
+/// replica; running the job elsewhere would pay for it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_that_lags_its_status_is_waited_for_not_run_again() {
+    let ledger = Arc::new(RunLedger::default());
+    let (spot, spot_url) =
+        FakeVerda::with_replicas_sharing(ledger.clone(), "h200-spot", KEY, 1, comfy(5, 2))
+            .await
+            .unwrap();
+    let (on_demand, on_demand_url) =
+        FakeVerda::with_replicas_sharing(ledger.clone(), "h200-on-demand", KEY, 1, comfy(5, 2))
+            .await
+            .unwrap();
+    // Well past a handful of polls (50 ms apart), within the patience (3 s).
+    spot.set_fault(Fault::LateResult(Duration::from_millis(1200)));
+    let host = host(
+        vec![
+            pool("h200-spot", true, 1.15, 1, &spot_url),
+            pool("h200-on-demand", false, 3.29, 1, &on_demand_url),
+        ],
+        3,
+        Duration::from_secs(20),
+    )
+    .await;
+    let job = enqueue(&host.store, "ana", prompt_with(json!({}))).await;
+    let done = wait_for(&host.store, job.id, finished).await;
+    assert_eq!(done.state, JobState::Succeeded, "{done:?}");
+    assert_eq!(done.attempts, 1, "sent once: {done:?}");
+    assert_eq!(done.backend.unwrap().pool, "h200-spot");
+    assert_eq!(on_demand.runs(&done.prompt_id), 0);
+    assert!(ledger.duplicates().is_empty(), "{:?}", ledger.outcomes());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_never_finishes_fails_with_the_reason_after_the_job_wait() {
     let (gateway, url) = FakeVerda::with_replicas("h200-spot", KEY, 1, comfy(5, 2))

@@ -32,6 +32,7 @@ async fn start(
             ws_idle: Duration::from_millis(250),
             submit: Duration::from_secs(2),
             download: Duration::from_secs(2),
+            ..ClientLimits::default()
         },
         ..WorkerConfig::default()
     })

@@ -198,11 +198,12 @@ impl Authenticator {
             // It comes back with the answer and is released only once the
             // login is cached, so a waiter that gets it next finds the cache
             // filled instead of hashing the same password again.
-            let (ok, slot) = tokio::task::spawn_blocking(move || {
-                (check_hash(&hash, &password), slot)
-            })
-            .await
-            .map_err(|e| AuthError::Unavailable(format!("verification task failed: {e}")))?;
+            let (ok, slot) =
+                tokio::task::spawn_blocking(move || (check_hash(&hash, &password), slot))
+                    .await
+                    .map_err(|e| {
+                        AuthError::Unavailable(format!("verification task failed: {e}"))
+                    })?;
             let answer = self.after_argon2(&creds, client, plan, ok);
             drop(slot);
             answer

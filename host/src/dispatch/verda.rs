@@ -28,7 +28,10 @@
 //!   queue and the cold start), while the worker is told the job's wait
 //!   itself: the worker's clear "no result after" reason arrives first.
 //! - A status of failed, or a result that is not the worker's answer, means
-//!   the replica was lost (a spot reclaim): the job is requeued.
+//!   the replica was lost (a spot reclaim): the job is requeued. A status
+//!   of done whose result is not there yet (202, 404: status and result are
+//!   separate endpoints) is polled again like a failed poll: running the
+//!   job again would pay for a run that has already happened.
 //! - Outputs arrive inline; they are held in memory from the result to the
 //!   dispatcher's download, then forgotten. The result body is capped.
 //! - Cancel: Verda cannot address the replica, so the worker learns of a
@@ -128,6 +131,8 @@ enum Fetched {
     /// Not the worker's answer: the replica could not run the job, or
     /// what is stored is something else (a lost replica).
     Lost(String),
+    /// Nothing stored yet (HTTP 202 or 404).
+    NotYet(StatusCode),
 }
 
 fn classify_status(status: &str) -> Progress {
@@ -264,6 +269,7 @@ impl VerdaBackend {
             None if code.is_server_error() || code == StatusCode::TOO_MANY_REQUESTS => {
                 return Err(self.http_error(what, code));
             }
+            None if matches!(code.as_u16(), 202 | 404) => Fetched::NotYet(code),
             None => Fetched::Lost(format!(
                 "the stored result is not the worker's answer (HTTP {code}; replica lost?)"
             )),
@@ -277,6 +283,10 @@ impl VerdaBackend {
             Ok(Some(Progress::Pending)) => Look::Pending,
             Ok(Some(Progress::Done)) => match self.result(id).await {
                 Ok(Fetched::Answer(answer)) => Look::Over(self.settle(id, answer)),
+                Ok(Fetched::NotYet(code)) => Look::Unknown(self.unavailable(
+                    "result",
+                    format!("the inference is done but its result is not there yet (HTTP {code})"),
+                )),
                 Ok(Fetched::Lost(detail)) => lost(detail),
                 Err(e @ BackendError::Unavailable(_)) => Look::Unknown(e),
                 Err(e) => Look::Over(Err(e)),
@@ -284,8 +294,11 @@ impl VerdaBackend {
             // A worker that answered (even an error) is a real outcome;
             // anything else is a lost replica. The run is over either way,
             // so a result that cannot be fetched is not worth waiting for.
+            // One too large to fetch is the job's own failure, as it is
+            // after a status of done.
             Ok(Some(Progress::Failed(status))) => match self.result(id).await {
                 Ok(Fetched::Answer(answer)) => Look::Over(self.settle(id, answer)),
+                Err(e @ BackendError::Refused(_)) => Look::Over(Err(e)),
                 _ => lost(format!(
                     "the inference ended {status} without an answer: replica lost"
                 )),

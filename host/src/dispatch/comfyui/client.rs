@@ -10,6 +10,12 @@
 //!   of the prompt; if the socket cannot be opened or drops, it falls back
 //!   to polling `/history/{id}` every `poll`, until the `job_wait` deadline.
 //!   The history entry is the source of truth for the outcome either way.
+//! - A `/history` look that fails in a way that may pass (no answer, a 5xx,
+//!   a 429) says nothing about the prompt, which goes on running on its
+//!   GPU: giving up would fail the attendee's job (worker) or run it a
+//!   second time elsewhere (direct pool). Such failures are tolerated for
+//!   `outage_patience` in a row, and never past the deadline; a ComfyUI
+//!   that stays silent longer is taken as gone.
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +45,9 @@ pub struct ClientLimits {
     pub poll: Duration,
     /// Largest output file downloaded.
     pub max_output_bytes: usize,
+    /// How long `/history` looks may fail in a row while a prompt is
+    /// followed before the server is taken as gone.
+    pub outage_patience: Duration,
 }
 
 impl Default for ClientLimits {
@@ -50,6 +59,7 @@ impl Default for ClientLimits {
             ws_idle: Duration::from_secs(30),
             poll: Duration::from_secs(1),
             max_output_bytes: 512 << 20,
+            outage_patience: Duration::from_secs(30),
         }
     }
 }
@@ -99,6 +109,18 @@ pub enum ClientError {
     /// The job did not finish before the deadline.
     #[error("no result after {0:?}")]
     Deadline(Duration),
+}
+
+impl ClientError {
+    /// A failure that may pass on its own: no answer, or ComfyUI (or a
+    /// proxy before it) answering that it cannot serve right now.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Transport { .. } => true,
+            ClientError::Status { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
 }
 
 /// A ComfyUI server.
@@ -374,6 +396,7 @@ impl ComfyClient {
             if let Ok(Some(outcome)) = self.finished(prompt_id).await {
                 return Ok(outcome);
             }
+            let mut failing = None;
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let message = match tokio::time::timeout(
@@ -384,7 +407,7 @@ impl ComfyClient {
                 {
                     Err(_) if left.is_zero() => return Err(ClientError::Deadline(job_wait)),
                     // Quiet for a while: check the history in case we missed the end.
-                    Err(_) => match self.finished(prompt_id).await? {
+                    Err(_) => match self.look(prompt_id, &mut failing).await? {
                         Some(outcome) => return Ok(outcome),
                         None => continue,
                     },
@@ -421,14 +444,40 @@ impl ComfyClient {
         deadline: Instant,
         job_wait: Duration,
     ) -> Result<Outcome, ClientError> {
+        let mut failing = None;
         loop {
-            if let Some(outcome) = self.finished(prompt_id).await? {
+            if let Some(outcome) = self.look(prompt_id, &mut failing).await? {
                 return Ok(outcome);
             }
             if Instant::now() + self.limits.poll > deadline {
                 return Err(ClientError::Deadline(job_wait));
             }
             tokio::time::sleep(self.limits.poll).await;
+        }
+    }
+
+    /// One look at `/history` while following: a transient failure is
+    /// "not ended yet" until failures in a row (since `failing`) have lasted
+    /// `outage_patience`.
+    async fn look(
+        &self,
+        prompt_id: &str,
+        failing: &mut Option<Instant>,
+    ) -> Result<Option<Outcome>, ClientError> {
+        match self.finished(prompt_id).await {
+            Ok(found) => {
+                *failing = None;
+                Ok(found)
+            }
+            Err(e) if e.is_transient() => {
+                let since = *failing.get_or_insert_with(Instant::now);
+                if since.elapsed() >= self.limits.outage_patience {
+                    return Err(e);
+                }
+                tracing::debug!(prompt_id, error = %e, "history look failed; the prompt may go on, looking again");
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
     }
 

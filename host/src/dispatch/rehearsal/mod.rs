@@ -7,7 +7,8 @@
 //! prompt, `progress` messages for every sampling step of a node that has a
 //! `steps` input, a placeholder file for every Save/Preview node, then
 //! `execution_success`. Faults for tests: a node class that raises, a
-//! websocket that is refused, a delay per step long enough to cancel in.
+//! websocket that is refused, a delay per step long enough to cancel in,
+//! `/history` answering 500 for a while (an overloaded server).
 //!
 //! Everything it produces is labelled as rehearsal: file names start with
 //! `rehearsal_`, and the placeholder images are a 256×256 striped gradient
@@ -20,7 +21,7 @@ pub mod verda_management;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -74,6 +75,8 @@ pub struct Rehearsal {
     uploads: Mutex<HashMap<String, Vec<u8>>>,
     interrupted: Mutex<HashSet<String>>,
     running: Mutex<HashSet<String>>,
+    /// `/history` requests still to answer with a 500.
+    history_failures: AtomicU32,
     /// (client id it is for, or none for everyone; message text).
     sockets: broadcast::Sender<(Option<String>, String)>,
 }
@@ -95,8 +98,15 @@ impl Rehearsal {
             uploads: Mutex::new(HashMap::new()),
             interrupted: Mutex::new(HashSet::new()),
             running: Mutex::new(HashSet::new()),
+            history_failures: AtomicU32::new(0),
             sockets,
         })
+    }
+
+    /// The next `count` `/history` requests fail as aiohttp answers an
+    /// exception in a handler (500, plain text); prompts keep running.
+    pub fn fail_history(&self, count: u32) {
+        self.history_failures.store(count, Ordering::SeqCst);
     }
 
     /// The routes ComfyUI serves, at the root (ComfyUI also serves them under `/api`).
@@ -193,12 +203,24 @@ async fn submit(State(r): State<Arc<Rehearsal>>, Json(body): Json<PromptBody>) -
     Json(json!({ "prompt_id": prompt_id, "number": number, "node_errors": {} })).into_response()
 }
 
-async fn history(State(r): State<Arc<Rehearsal>>, Path(id): Path<String>) -> Json<Value> {
+async fn history(State(r): State<Arc<Rehearsal>>, Path(id): Path<String>) -> Response {
+    let failing = r
+        .history_failures
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if failing {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "500 Internal Server Error\n\nServer got itself in trouble",
+        )
+            .into_response();
+    }
     let entry = lock(&r.history).get(&id).cloned();
     Json(match entry {
         Some(entry) => json!({ id: entry }),
         None => json!({}),
     })
+    .into_response()
 }
 
 #[derive(Deserialize)]

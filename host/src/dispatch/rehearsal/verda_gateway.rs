@@ -16,7 +16,9 @@
 //! Faults a test or a rehearsal can switch on: every call answers 500; the
 //! gateway accepts jobs but never runs them (a hang); the replica running a
 //! job is reclaimed after it ran for a while (a spot reclaim: the job ends
-//! `Failed` with no answer, the replica is gone). Every request it forwards
+//! `Failed` with no answer, the replica is gone); a result that can be
+//! fetched only a while after the status says `Completed` (the two are
+//! separate endpoints, read from separate stores). Every request it forwards
 //! is counted per prompt id, so a test can prove one GPU run per job.
 
 use std::collections::HashMap;
@@ -48,6 +50,9 @@ pub enum Fault {
     Hang,
     /// Reclaim the replica of every job this long after it started.
     ReclaimAfter(Duration),
+    /// A finished job's result answers 202 (not there yet) for this long
+    /// after its status says `Completed`.
+    LateResult(Duration),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +66,8 @@ enum Status {
 struct Inference {
     status: Status,
     answer: Option<(u16, Bytes)>,
+    /// When the answer was stored.
+    answered: Option<std::time::Instant>,
 }
 
 struct Replica {
@@ -269,6 +276,7 @@ impl FakeVerda {
     fn set(&self, id: &str, status: Status, answer: Option<(u16, Bytes)>) {
         if let Some(inference) = lock(&self.inferences).get_mut(id) {
             inference.status = status;
+            inference.answered = answer.as_ref().map(|_| std::time::Instant::now());
             inference.answer = answer;
         }
     }
@@ -384,6 +392,7 @@ async fn call(
         Inference {
             status: Status::Queued,
             answer: None,
+            answered: None,
         },
     );
     tokio::spawn(g.clone().run(id.clone(), path, body));
@@ -433,11 +442,16 @@ async fn result(
         return refused.into_response();
     }
     let id = inference_id(&headers);
+    let late = match *lock(&g.fault) {
+        Fault::LateResult(after) => after,
+        _ => Duration::ZERO,
+    };
     match lock(&g.inferences).get(&id) {
         Some(Inference {
             answer: Some((code, body)),
+            answered: Some(at),
             ..
-        }) => {
+        }) if at.elapsed() >= late => {
             let code = StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY);
             (code, [("content-type", "application/json")], body.clone()).into_response()
         }
