@@ -22,6 +22,12 @@ use tokio::sync::watch;
 
 use super::{Clock, Persona, Plan};
 
+/// How long an attendee keeps pressing Run (or retrying a download) on a
+/// host that does not answer or answers 503 before giving up: longer than a
+/// killed single host takes to come back (the rehearsal allows it 60 s) and
+/// than the default fault window, as a person in the room would wait.
+const KEEP_TRYING: Duration = Duration::from_secs(90);
+
 /// The outcome of one HTTP request.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -218,7 +224,10 @@ impl Attendee {
         what: &'static str,
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     ) -> Option<reqwest::Response> {
-        for attempt in 0..40u32 {
+        let started = tokio::time::Instant::now();
+        let mut attempt = 0u64;
+        while started.elapsed() < KEEP_TRYING {
+            attempt += 1;
             let (turn, host) = self.host();
             let request = build(&self.http, &host).basic_auth(&self.name, Some(&self.password));
             let outcome = request.send().await;
@@ -230,7 +239,8 @@ impl Attendee {
                 Ok(r) => return Some(r),
                 Err(_) => {
                     self.shared.fail_over(turn);
-                    tokio::time::sleep(Duration::from_millis(100 + 50 * attempt as u64)).await;
+                    let backoff = (100 + 50 * attempt).min(2_000);
+                    tokio::time::sleep(Duration::from_millis(backoff)).await;
                 }
             }
         }
@@ -429,16 +439,24 @@ async fn websocket(
             request.headers_mut().insert("authorization", value);
         }
         let connected = tokio::select! {
-            c = tokio_tungstenite::connect_async(request) => c.ok(),
+            c = tokio_tungstenite::connect_async(request) => c,
             _ = stop.changed() => break,
         };
-        let Some((mut socket, _)) = connected else {
-            lost_at.get_or_insert(Clock::now_ms());
-            // The browser's reconnect lands on the next host, and so do the
-            // attendee's HTTP calls (one sticky host, as behind a balancer).
-            shared.fail_over(turn);
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            continue;
+        let mut socket = match connected {
+            Ok((socket, _)) => socket,
+            Err(refused) => {
+                lost_at.get_or_insert(Clock::now_ms());
+                // A host that did not answer is gone: the browser's reconnect
+                // lands on the next host, and so do the attendee's HTTP calls
+                // (one sticky host, as behind a balancer). One that answered
+                // (a 503 while its queue is unreachable) is alive: a balancer
+                // keeps the attendee there, and the browser tries again.
+                if !matches!(refused, tokio_tungstenite::tungstenite::Error::Http(_)) {
+                    shared.fail_over(turn);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
         };
         if let Some(from) = lost_at.take() {
             lock(&shared.record).gaps.push((from, Clock::now_ms()));

@@ -167,7 +167,18 @@ async fn pool_500(plan: &Plan, cluster: &Mutex<Cluster>) -> Played {
 async fn kill_leader(plan: &Plan, cluster: &Mutex<Cluster>) -> Played {
     let from_ms = Clock::now_ms();
     let mut guard = cluster.lock().await;
-    let leader = guard.leader().await;
+    let mut leader = guard.leader().await;
+    // Between two holders (a lease just lapsed, a health answer too slow):
+    // wait for one, so the kill tests a takeover rather than a follower's
+    // death. Without a leader after three leases, host 0 goes, and the
+    // report says the kill missed.
+    let deadline = tokio::time::Instant::now() + plan.lease() * 3;
+    while leader.is_none() && tokio::time::Instant::now() < deadline {
+        drop(guard);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        guard = cluster.lock().await;
+        leader = guard.leader().await;
+    }
     let victim = leader.unwrap_or(0);
     let name = guard.hosts[victim].name.clone();
     guard.hosts[victim].kill9();

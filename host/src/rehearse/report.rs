@@ -444,6 +444,10 @@ pub fn build(inputs: Inputs) -> Report {
                     d["takeover"]
                         .is_null()
                         .then(|| "no host took the dispatcher lease over".to_string())
+                })
+                .or_else(|| {
+                    (d["was_leader"] == false)
+                        .then(|| "no host held the dispatcher lease when the kill came".to_string())
                 }),
             "scheduler-swap" => d["hosts"]
                 .as_array()
@@ -696,10 +700,16 @@ mod tests {
                 "redis-restart",
                 serde_json::json!({"restarted": false, "error": "gone"}),
             ),
+            played(
+                "host-kill",
+                serde_json::json!({"restarted": true, "takeover": {"host": "h1"},
+                                   "was_leader": false}),
+            ),
         ];
         let v = build(inputs).violations;
-        assert_eq!(v.faults.len(), 2, "{v:?}");
+        assert_eq!(v.faults.len(), 3, "{v:?}");
         assert!(v.faults[0].contains("h2"), "{v:?}");
+        assert!(v.faults[2].contains("no host held"), "{v:?}");
     }
 
     #[test]
