@@ -4,7 +4,10 @@
 //! - **Record before run.** The backend job id is recorded before the
 //!   submit when we choose it (ComfyUI takes our prompt id) and right after
 //!   it when the backend chooses it (Verda's inference id), so a crash
-//!   re-attaches to the same GPU run instead of paying for a second.
+//!   re-attaches to the same GPU run instead of paying for a second. Once
+//!   the backend has the job, an unreachable store is waited for (up to a
+//!   lease) rather than the job requeued: the GPU run is under way, and a
+//!   requeue would pay for a second one.
 //! - **Inputs** the prompt references are read from the owner's `input`
 //!   folder and sent with the job.
 //! - **While it runs** the lease is renewed every third of its length; a
@@ -159,10 +162,9 @@ impl Dispatcher {
             }
             None => match backend.submit(submission).await {
                 Ok(id) => self
-                    .store
-                    .dispatched(job.id, owner, record(id.clone()))
+                    .record_dispatch(job, record(id.clone()))
                     .await
-                    .map(|_| id)
+                    .map(|()| id)
                     .map_err(lost),
                 Err(e) => Err(from_backend(e)),
             },
@@ -171,6 +173,24 @@ impl Dispatcher {
             self.close_watch(&job.prompt_id);
         }
         submitted
+    }
+
+    /// Records the backend id of a job the backend has accepted, waiting
+    /// out an unreachable store for up to a lease (a Redis restart): only a
+    /// recorded id lets recovery re-attach instead of running it again.
+    async fn record_dispatch(&self, job: &Job, backend: BackendRef) -> Result<(), StoreError> {
+        let owner = self.config.host.as_str();
+        let give_up = Instant::now() + self.config.lease;
+        loop {
+            match self.store.dispatched(job.id, owner, backend.clone()).await {
+                Err(StoreError::Unavailable(e)) if Instant::now() < give_up => {
+                    tracing::warn!(job = job.id, backend_id = %backend.job_id, error = %e,
+                        "cannot record the backend id yet; the GPU run goes on, trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                done => return done.map(drop),
+            }
+        }
     }
 
     fn close_watch(&self, prompt_id: &str) {
@@ -191,10 +211,16 @@ impl Dispatcher {
     ) -> Result<Vec<Output>, Attempt> {
         let owner = self.config.host.as_str();
         let backend = pool.backend().clone();
-        self.store
-            .running(job.id, owner, None)
-            .await
-            .map_err(lost)?;
+        match self.store.running(job.id, owner, None).await {
+            Ok(_) => {}
+            // The backend id is recorded and the run is under way: an
+            // unreachable store only delays the state's change, and the
+            // lease keeper (or recovery) carries on from here.
+            Err(StoreError::Unavailable(e)) => {
+                tracing::warn!(job = job.id, error = %e, "cannot mark the job running; following it anyway");
+            }
+            Err(e) => return Err(lost(e)),
+        }
         let watch = self
             .watches
             .lock()

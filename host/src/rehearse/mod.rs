@@ -256,7 +256,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         .await?
         .json::<Value>()
         .await?;
-    let duplicates = guard.ledger.duplicates();
+    let duplicates = judge_duplicates(&guard, &jobs).await;
     let mut gpu_runs: BTreeMap<String, usize> = BTreeMap::new();
     for outcomes in guard.ledger.outcomes().values() {
         for outcome in outcomes {
@@ -371,6 +371,51 @@ async fn drain(cluster: &Mutex<Cluster>, plan: &Plan) {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Every duplicated GPU run, with whether the host had recorded one of the
+/// earlier runs' inference ids (as the job's transitions in the store say).
+async fn judge_duplicates(
+    cluster: &Cluster,
+    jobs: &HashMap<String, StoredJob>,
+) -> Vec<report::Duplicate> {
+    let mut judged = Vec::new();
+    for run in cluster.ledger.duplicate_runs() {
+        let notes = match jobs.get(&run.prompt_id) {
+            Some(job) => job_notes(cluster, job.id).await,
+            None => None,
+        };
+        // A job or history that cannot be read counts as recorded: a doubt
+        // counts against the platform, not for it.
+        let recorded = notes.is_none_or(|notes| {
+            run.earlier
+                .iter()
+                .any(|id| notes.iter().any(|note| note.contains(id.as_str())))
+        });
+        judged.push(report::Duplicate { run, recorded });
+    }
+    judged
+}
+
+/// The notes of job `id`'s transitions (a dispatch names its backend id).
+async fn job_notes(cluster: &Cluster, id: u64) -> Option<Vec<String>> {
+    let detail: Value = cluster
+        .admin(reqwest::Method::GET, &format!("/admin/api/jobs/{id}"))
+        .send()
+        .await
+        .ok()?
+        .error_for_status()
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some(
+        detail["history"]
+            .as_array()?
+            .iter()
+            .filter_map(|t| t["note"].as_str().map(str::to_owned))
+            .collect(),
+    )
 }
 
 /// Every job of every attendee, from the store, by prompt id.

@@ -298,7 +298,7 @@ impl FakeVerda {
         let fault = *lock(&self.fault);
         self.set(&id, Status::Running, None);
         self.count_run(&body);
-        let run = self.ledger.start(&self.deployment, &body);
+        let run = self.ledger.start(&self.deployment, &body, &id);
         let request = self
             .http
             .post(format!("{url}/{path}"))

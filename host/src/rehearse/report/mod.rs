@@ -15,6 +15,12 @@ use serde_json::Value;
 
 use super::attendee::Record;
 use super::faults::Played;
+use crate::dispatch::rehearsal::run_ledger::DuplicateRun;
+
+mod violations;
+
+pub use violations::{SOCKET_BACK_MS, Violations};
+use violations::{gap_explained, inside};
 
 /// The whole report, as written to JSON.
 #[derive(Debug, Serialize)]
@@ -98,6 +104,11 @@ pub struct Totals {
     pub download_errors: u32,
     /// Websocket events that named a prompt.
     pub events: usize,
+    /// Second GPU runs of a prompt whose earlier run the store never
+    /// recorded, begun inside a host kill or the Redis outage: the host
+    /// died (or lost its store) between Verda's answer and the record. Not
+    /// a broken promise, but paid GPU time an operator should see.
+    pub unrecorded_reruns: Vec<Duplicate>,
 }
 
 /// p50 / p95 / max.
@@ -141,80 +152,11 @@ pub fn jain(values: &[f64]) -> f64 {
     sum * sum / (values.len() as f64 * squares)
 }
 
-/// The promises.
-#[derive(Debug, Default, Serialize)]
-pub struct Violations {
-    /// Acknowledged prompt ids the store lost or never finished.
-    pub lost_jobs: Vec<String>,
-    /// Prompt ids run twice on a GPU.
-    pub duplicated_gpu_runs: Vec<String>,
-    /// 5xx answered to an attendee outside the Redis outage.
-    pub server_errors: Vec<String>,
-    /// Events an attendee received for another attendee's job.
-    pub misdelivered_events: Vec<String>,
-    /// Succeeded jobs whose owner got no completion event although their
-    /// websocket was open when it ended (outside the Redis outage; a host
-    /// kill excuses only the attendees whose socket it cut).
-    pub missed_events: Vec<String>,
-    /// Faults that did not play out (a host that did not come back…).
-    pub faults: Vec<String>,
-    /// Jobs that ended failed or dead: every fault played is one the
-    /// platform is meant to recover from, so no job should fail.
-    pub failed_jobs: Vec<String>,
-    /// Jobs cancelled although their owner never asked.
-    pub unasked_cancels: Vec<String>,
-    /// Submissions of the attendees' valid prompts refused with anything
-    /// but 429 (a cap), and submissions given up after every retry.
-    pub refused_or_abandoned: Vec<String>,
-    /// Requests the host did not answer (no HTTP answer at all) outside a
-    /// host kill or the Redis outage.
-    pub unanswered_requests: Vec<String>,
-    /// Websocket gaps that began outside a host kill or the Redis outage,
-    /// or outlasted it by more than [`SOCKET_BACK_MS`]: they would
-    /// otherwise excuse missed events.
-    pub dropped_sockets: Vec<String>,
-}
-
-/// How long after a host kill or the Redis outage an attendee's websocket
-/// may still be reconnecting.
-pub const SOCKET_BACK_MS: u64 = 15_000;
-
-impl Violations {
-    /// Whether every promise held.
-    pub fn none(&self) -> bool {
-        self.lost_jobs.is_empty()
-            && self.duplicated_gpu_runs.is_empty()
-            && self.server_errors.is_empty()
-            && self.misdelivered_events.is_empty()
-            && self.missed_events.is_empty()
-            && self.faults.is_empty()
-            && self.failed_jobs.is_empty()
-            && self.unasked_cancels.is_empty()
-            && self.refused_or_abandoned.is_empty()
-            && self.unanswered_requests.is_empty()
-            && self.dropped_sockets.is_empty()
-    }
-
-    /// Every violation, one line each, in the order of the fields.
-    pub fn lines(&self) -> impl Iterator<Item = &String> {
-        self.lost_jobs
-            .iter()
-            .chain(&self.duplicated_gpu_runs)
-            .chain(&self.server_errors)
-            .chain(&self.misdelivered_events)
-            .chain(&self.missed_events)
-            .chain(&self.faults)
-            .chain(&self.failed_jobs)
-            .chain(&self.unasked_cancels)
-            .chain(&self.refused_or_abandoned)
-            .chain(&self.unanswered_requests)
-            .chain(&self.dropped_sockets)
-    }
-}
-
 /// The store's view of one job (an operator job summary).
 #[derive(Debug, Clone)]
 pub struct StoredJob {
+    /// The job number.
+    pub id: u64,
     /// Owner.
     pub user: String,
     /// State name.
@@ -238,6 +180,7 @@ impl StoredJob {
         Some((
             job["prompt_id"].as_str()?.to_string(),
             StoredJob {
+                id: job["id"].as_u64()?,
                 user: job["user"].as_str()?.to_string(),
                 state: job["state"].as_str()?.to_string(),
                 wait: job["started_at_ms"]
@@ -259,6 +202,19 @@ impl StoredJob {
     }
 }
 
+/// A duplicated GPU run, judged.
+#[derive(Debug, Clone, Serialize)]
+pub struct Duplicate {
+    /// The gateway's account of it.
+    #[serde(flatten)]
+    pub run: DuplicateRun,
+    /// Whether the store had recorded an earlier run's inference id. If it
+    /// had, the second run broke the promise; if not, the host that sent
+    /// the earlier run died (or lost its store) between Verda's answer and
+    /// the record, the one window in which a job can run twice.
+    pub recorded: bool,
+}
+
 /// What the report is built from.
 pub struct Inputs {
     /// The plan, as JSON.
@@ -267,8 +223,8 @@ pub struct Inputs {
     pub records: Vec<Record>,
     /// Every job in the store, by prompt id.
     pub jobs: HashMap<String, StoredJob>,
-    /// Duplicated GPU runs, from the gateway.
-    pub duplicates: Vec<String>,
+    /// Duplicated GPU runs, from the gateway, judged against the store.
+    pub duplicates: Vec<Duplicate>,
     /// GPU runs by how they ended, from the gateway.
     pub gpu_runs: BTreeMap<String, usize>,
     /// `/admin/api/costs`.
@@ -282,14 +238,6 @@ pub struct Inputs {
     /// Host kills (kill → the host healthy again): an unanswered request or
     /// a websocket gap is excused in it.
     pub host_losses: Vec<(u64, u64)>,
-}
-
-const GRACE_MS: u64 = 2_000;
-
-fn inside(windows: &[(u64, u64)], at: u64) -> bool {
-    windows
-        .iter()
-        .any(|&(from, to)| at + GRACE_MS >= from && at <= to + GRACE_MS)
 }
 
 /// Builds the report.
@@ -409,10 +357,7 @@ pub fn build(inputs: Inputs) -> Report {
             ));
         }
         for &(lost, back) in &record.gaps {
-            let explained = losses.iter().any(|&(from, to)| {
-                lost + GRACE_MS >= from && lost <= to + GRACE_MS && back <= to + SOCKET_BACK_MS
-            });
-            if !explained {
+            if !gap_explained(&losses, lost, back) {
                 violations.dropped_sockets.push(format!(
                     "{}'s websocket down from {lost} to {back}",
                     record.name
@@ -434,43 +379,31 @@ pub fn build(inputs: Inputs) -> Report {
         lines.push(line);
     }
     totals.gpu_runs = inputs.gpu_runs;
-    violations.duplicated_gpu_runs = inputs.duplicates;
-    for fault in &inputs.faults {
-        let d = &fault.detail;
-        let broken = match fault.fault {
-            "host-kill" => (d["restarted"] != true)
-                .then(|| format!("the killed host did not come back: {}", d["restart_error"]))
-                .or_else(|| {
-                    d["takeover"]
-                        .is_null()
-                        .then(|| "no host took the dispatcher lease over".to_string())
-                })
-                .or_else(|| {
-                    (d["was_leader"] == false)
-                        .then(|| "no host held the dispatcher lease when the kill came".to_string())
-                }),
-            "scheduler-swap" => d["hosts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|h| h["upload"] != 201 || h["activate"] != 200)
-                .map(|h| format!("a host did not take the new scheduler: {h}")),
-            "redis-restart" => {
-                (d["restarted"] != true).then(|| format!("redis did not come back: {}", d["error"]))
-            }
-            "hostile-plugin" if d["skipped"].is_null() => (d["disabled_by_the_leader"] != true)
-                .then(|| {
-                    format!(
-                        "the leader did not disable the hostile plugin: {}",
-                        d["hosts"]
-                    )
-                }),
-            _ => None,
-        };
-        if let Some(broken) = broken {
-            violations.faults.push(format!("{}: {broken}", fault.fault));
+    let losses_and_outages = &losses;
+    for duplicate in inputs.duplicates {
+        let in_window = duplicate
+            .run
+            .earlier_started_ms
+            .iter()
+            .all(|&at| inside(losses_and_outages, at));
+        if duplicate.recorded || !in_window {
+            violations.duplicated_gpu_runs.push(format!(
+                "{} (earlier run {} {})",
+                duplicate.run.prompt_id,
+                duplicate.run.earlier.join(", "),
+                if duplicate.recorded {
+                    "recorded"
+                } else {
+                    "never recorded, outside any host kill or outage"
+                }
+            ));
+        } else {
+            totals.unrecorded_reruns.push(duplicate);
         }
     }
+    violations
+        .faults
+        .extend(inputs.faults.iter().filter_map(violations::fault_failure));
     let gpu: Vec<f64> = lines.iter().map(|l| l.gpu_seconds).collect();
     let p95s: Vec<f64> = lines
         .iter()
@@ -522,8 +455,9 @@ impl Report {
             self.fairness_gpu_seconds, self.fairness_wait_p95
         ));
         out.push_str(&format!(
-            "GPU runs {:?}   cost {:.4} EUR   downloads {} ({} failed)   events {}\n",
+            "GPU runs {:?} (reruns never recorded: {})   cost {:.4} EUR   downloads {} ({} failed)   events {}\n",
             t.gpu_runs,
+            t.unrecorded_reruns.len(),
             self.cost["total"]["cost"].as_f64().unwrap_or(0.0),
             t.downloads,
             t.download_errors,
@@ -559,163 +493,4 @@ impl Report {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rehearse::attendee::Request;
-
-    #[test]
-    fn jain_is_one_for_equal_shares_and_one_over_n_for_one_taker() {
-        assert!((jain(&[3.0, 3.0, 3.0]) - 1.0).abs() < 1e-12);
-        assert!((jain(&[9.0, 0.0, 0.0]) - 1.0 / 3.0).abs() < 1e-12);
-        assert!((jain(&[1.0, 2.0]) - 0.9).abs() < 1e-12);
-    }
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let s = Spread::of((1..=100).map(f64::from).collect());
-        assert_eq!((s.p50, s.p95, s.max, s.n), (50.0, 95.0, 100.0, 100));
-        assert_eq!(Spread::of(vec![]).n, 0);
-    }
-
-    fn job(user: &str, state: &str, updated_at_ms: u64) -> StoredJob {
-        StoredJob {
-            user: user.into(),
-            state: state.into(),
-            wait: Some(1.0),
-            gpu_seconds: 1.0,
-            reason: (state == "failed").then(|| "backend: gave up".into()),
-            attempts: 1,
-            updated_at_ms,
-        }
-    }
-
-    fn inputs(records: Vec<Record>, jobs: &[(&str, StoredJob)]) -> Inputs {
-        Inputs {
-            plan: Value::Null,
-            records,
-            jobs: jobs
-                .iter()
-                .map(|(id, j)| (id.to_string(), j.clone()))
-                .collect(),
-            duplicates: vec![],
-            gpu_runs: BTreeMap::new(),
-            cost: Value::Null,
-            rss_kib: BTreeMap::new(),
-            faults: vec![],
-            outages: vec![(100_000, 104_000)],
-            host_losses: vec![(200_000, 208_000)],
-        }
-    }
-
-    #[test]
-    fn a_clean_attendee_passes() {
-        let record = Record {
-            name: "ana".into(),
-            accepted: vec!["a".into(), "b".into()],
-            cancel_asked: vec!["b".into()],
-            refused: vec![429],
-            events: vec![("a".into(), "execution_success".into(), 50_000)],
-            // Cut by the host kill, back soon after.
-            gaps: vec![(200_500, 210_000)],
-            ..Record::default()
-        };
-        let report = build(inputs(
-            vec![record],
-            &[
-                ("a", job("ana", "succeeded", 50_000)),
-                ("b", job("ana", "cancelled", 60_000)),
-            ],
-        ));
-        assert!(report.violations.none(), "{:?}", report.violations);
-    }
-
-    #[test]
-    fn failures_unasked_cancels_refusals_and_dark_sockets_are_violations() {
-        let record = Record {
-            name: "ana".into(),
-            accepted: vec!["a".into(), "b".into(), "c".into()],
-            refused: vec![400],
-            abandoned: 1,
-            requests: vec![
-                Request {
-                    at_ms: 50_000,
-                    what: "history",
-                    status: None,
-                    error: Some("reset".into()),
-                },
-                // Inside the host kill: excused.
-                Request {
-                    at_ms: 201_000,
-                    what: "history",
-                    status: None,
-                    error: Some("refused".into()),
-                },
-            ],
-            // Never connected: the gap spans the run and would excuse
-            // every missed event.
-            gaps: vec![(1_000, 300_000)],
-            ..Record::default()
-        };
-        let report = build(inputs(
-            vec![record],
-            &[
-                ("a", job("ana", "failed", 50_000)),
-                ("b", job("ana", "cancelled", 60_000)),
-                ("c", job("ana", "succeeded", 70_000)),
-            ],
-        ));
-        let v = &report.violations;
-        assert_eq!(v.failed_jobs.len(), 1, "{v:?}");
-        assert_eq!(v.unasked_cancels, vec!["ana b".to_string()]);
-        assert_eq!(v.refused_or_abandoned.len(), 2, "{v:?}");
-        assert_eq!(v.unanswered_requests.len(), 1, "{v:?}");
-        assert_eq!(v.dropped_sockets.len(), 1, "{v:?}");
-        assert!(
-            v.missed_events.is_empty(),
-            "excused by the gap, which is itself flagged"
-        );
-        assert_eq!(v.lines().count(), 6);
-    }
-
-    #[test]
-    fn a_host_that_refused_the_swap_or_never_came_back_is_a_fault_failure() {
-        let mut inputs = inputs(vec![], &[]);
-        let played = |fault, detail| Played {
-            fault,
-            from_ms: 0,
-            to_ms: 1,
-            detail,
-        };
-        inputs.faults = vec![
-            played(
-                "scheduler-swap",
-                serde_json::json!({"hosts": [{"host": "h1", "upload": 201, "activate": 200},
-                                             {"host": "h2", "upload": 201, "activate": 0}]}),
-            ),
-            played(
-                "host-kill",
-                serde_json::json!({"restarted": true, "takeover": {"host": "h2"}}),
-            ),
-            played(
-                "redis-restart",
-                serde_json::json!({"restarted": false, "error": "gone"}),
-            ),
-            played(
-                "host-kill",
-                serde_json::json!({"restarted": true, "takeover": {"host": "h1"},
-                                   "was_leader": false}),
-            ),
-        ];
-        let v = build(inputs).violations;
-        assert_eq!(v.faults.len(), 3, "{v:?}");
-        assert!(v.faults[0].contains("h2"), "{v:?}");
-        assert!(v.faults[2].contains("no host held"), "{v:?}");
-    }
-
-    #[test]
-    fn windows_excuse_with_grace() {
-        assert!(inside(&[(10_000, 20_000)], 21_500));
-        assert!(inside(&[(10_000, 20_000)], 8_500));
-        assert!(!inside(&[(10_000, 20_000)], 22_500));
-    }
-}
+mod tests;
