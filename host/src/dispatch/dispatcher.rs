@@ -15,7 +15,7 @@
 //! - Running one job is [`super::running`]; the pools' counters are
 //!   [`super::pool`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,7 +29,7 @@ use super::pool::Pool;
 use super::pools::PoolsProbe;
 use crate::plugins::Registry;
 use crate::plugins::api::{self, CostEstimate};
-use crate::queue::{Job, JobStore, Requester, StoreError};
+use crate::queue::{Job, JobId, JobStore, Requester, StoreError};
 
 /// The dispatcher's settings.
 #[derive(Debug, Clone)]
@@ -62,6 +62,12 @@ pub struct Dispatcher {
     pub(super) callbacks: Arc<Callbacks>,
     /// Callbacks opened at submit, taken by the follow that comes next.
     pub(super) watches: Mutex<HashMap<String, Watch>>,
+    /// Jobs this host is following now. A lease that lapsed while its
+    /// follower here was cut off from the store (a Redis restart longer
+    /// than a lease) is re-attached by this same host: the follower still
+    /// running must stay the only one, or two followers of one GPU run
+    /// share its outputs and one of them requeues it.
+    following: Mutex<HashSet<JobId>>,
     wake: Notify,
     /// The workshop session; nothing is dispatched while it is closed.
     session: std::sync::OnceLock<Arc<crate::session::Session>>,
@@ -88,6 +94,7 @@ impl Dispatcher {
             callbacks: Arc::new(Callbacks::new(config.callback_url.clone())),
             config,
             watches: Mutex::new(HashMap::new()),
+            following: Mutex::new(HashSet::new()),
             wake: Notify::new(),
             session: std::sync::OnceLock::new(),
             hold: Mutex::new(None),
@@ -305,12 +312,27 @@ impl Dispatcher {
     }
 
     fn spawn_run(self: &Arc<Self>, job: Job, pool: Arc<Pool>, reattached: Option<String>) {
+        {
+            let mut following = self.following.lock().unwrap_or_else(|p| p.into_inner());
+            if reattached.is_some() && following.contains(&job.id) {
+                // Ours again, and still followed here: its follower renews
+                // the lease from now on.
+                tracing::info!(job = job.id, "re-attached a job this host still follows");
+                return;
+            }
+            following.insert(job.id);
+        }
         pool.in_flight.fetch_add(1, Ordering::SeqCst);
         let this = self.clone();
         let span = tracing::info_span!("job", job = job.id, prompt_id = %job.prompt_id, user = %job.user, pool = %pool.backend().info().name);
         tokio::spawn(
             async move {
+                let id = job.id;
                 this.run_job(job, &pool, reattached).await;
+                this.following
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
                 pool.in_flight.fetch_sub(1, Ordering::SeqCst);
                 this.wake();
             }

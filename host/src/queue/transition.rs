@@ -151,6 +151,14 @@ pub fn dispatched(
     now_ms: u64,
 ) -> Result<Step, StoreError> {
     held(&job, owner)?;
+    // The same record again: the first call's write landed but its answer
+    // was lost with the connection (Redis killed just after the write).
+    // Refusing it would make the caller give a running GPU job up.
+    if job.backend.as_ref() == Some(&backend)
+        && matches!(job.state, JobState::Dispatched | JobState::Running)
+    {
+        return Ok(touch(job, now_ms, false));
+    }
     if job.state != JobState::Leased {
         return Err(invalid(&job, "record a backend id"));
     }

@@ -387,17 +387,22 @@ async fn judge_duplicates(
         };
         // A job or history that cannot be read counts as recorded: a doubt
         // counts against the platform, not for it.
-        let recorded = notes.is_none_or(|notes| {
+        let recorded = notes.as_ref().is_none_or(|notes| {
             run.earlier
                 .iter()
                 .any(|id| notes.iter().any(|note| note.contains(id.as_str())))
         });
-        judged.push(report::Duplicate { run, recorded });
+        judged.push(report::Duplicate {
+            run,
+            recorded,
+            history: notes.unwrap_or_default(),
+        });
     }
     judged
 }
 
-/// The notes of job `id`'s transitions (a dispatch names its backend id).
+/// Job `id`'s transitions as `state note` (a dispatch's note names its
+/// backend id).
 async fn job_notes(cluster: &Cluster, id: u64) -> Option<Vec<String>> {
     let detail: Value = cluster
         .admin(reqwest::Method::GET, &format!("/admin/api/jobs/{id}"))
@@ -413,7 +418,12 @@ async fn job_notes(cluster: &Cluster, id: u64) -> Option<Vec<String>> {
         detail["history"]
             .as_array()?
             .iter()
-            .filter_map(|t| t["note"].as_str().map(str::to_owned))
+            .map(|t| {
+                let state = t["state"].as_str().unwrap_or("?");
+                format!("{state} {}", t["note"].as_str().unwrap_or(""))
+                    .trim_end()
+                    .to_string()
+            })
             .collect(),
     )
 }

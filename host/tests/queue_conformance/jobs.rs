@@ -160,6 +160,21 @@ pub(super) async fn a_job_goes_through_every_state_with_timestamps(h: Harness) {
     );
     h.clock.advance(1000);
     h.store.running(id, "host-a", None).await.unwrap();
+    // Recording the same backend id again (a retry after a lost answer) is
+    // a no-op; another id is refused.
+    let again = h
+        .store
+        .dispatched(id, "host-a", backend("b-1"))
+        .await
+        .expect("the same record again");
+    assert_eq!(
+        (again.state, again.backend),
+        (JobState::Running, Some(backend("b-1")))
+    );
+    assert!(matches!(
+        h.store.dispatched(id, "host-a", backend("b-2")).await,
+        Err(StoreError::InvalidTransition { .. })
+    ));
     let job = h
         .store
         .running(id, "host-a", Some(Progress { value: 5, max: 20 }))

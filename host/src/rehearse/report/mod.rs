@@ -213,6 +213,8 @@ pub struct Duplicate {
     /// the earlier run died (or lost its store) between Verda's answer and
     /// the record, the one window in which a job can run twice.
     pub recorded: bool,
+    /// The job's transition notes in the store, to read why it ran twice.
+    pub history: Vec<String>,
 }
 
 /// What the report is built from.
@@ -388,14 +390,15 @@ pub fn build(inputs: Inputs) -> Report {
             .all(|&at| inside(losses_and_outages, at));
         if duplicate.recorded || !in_window {
             violations.duplicated_gpu_runs.push(format!(
-                "{} (earlier run {} {})",
+                "{} (earlier run {} {}; store: {})",
                 duplicate.run.prompt_id,
                 duplicate.run.earlier.join(", "),
                 if duplicate.recorded {
                     "recorded"
                 } else {
                     "never recorded, outside any host kill or outage"
-                }
+                },
+                duplicate.history.join(" | ")
             ));
         } else {
             totals.unrecorded_reruns.push(duplicate);

@@ -169,6 +169,7 @@ fn a_rerun_is_a_violation_unless_its_first_run_was_never_recorded_in_a_kill() {
             earlier_started_ms: vec![started],
         },
         recorded,
+        history: vec![],
     };
     let mut inputs = inputs(vec![], &[]);
     inputs.duplicates = vec![
