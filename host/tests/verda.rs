@@ -6,6 +6,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use comfyume::config::{PluginsConfig, Secret};
@@ -22,6 +23,8 @@ use comfyume::queue::{
     UserLimits, system_clock,
 };
 use serde_json::json;
+
+use common::flaky_store::FlakyDispatched;
 
 const KEY: &str = "test-inference-key";
 
@@ -114,8 +117,18 @@ async fn store_in(data: &std::path::Path, max_attempts: u32) -> Arc<dyn JobStore
 }
 
 async fn host(pools: Vec<Arc<Pool>>, max_attempts: u32, job_wait: Duration) -> Host {
+    host_wrapping(pools, max_attempts, job_wait, |store| store).await
+}
+
+/// [`host`] whose dispatcher sees the store through `wrap`.
+async fn host_wrapping(
+    pools: Vec<Arc<Pool>>,
+    max_attempts: u32,
+    job_wait: Duration,
+    wrap: impl FnOnce(Arc<dyn JobStore>) -> Arc<dyn JobStore>,
+) -> Host {
     let data = tempfile::tempdir().unwrap();
-    let store = store_in(data.path(), max_attempts).await;
+    let store = wrap(store_in(data.path(), max_attempts).await);
     let plugins = Arc::new(registry_from_config(&PluginsConfig::default(), data.path()).unwrap());
     let dispatcher = Dispatcher::new(
         store.clone(),
@@ -266,45 +279,73 @@ async fn a_gateway_answering_500_requeues_until_the_job_is_dead_with_the_reason(
     assert_eq!(gateway.runs(&done.prompt_id), 0);
 }
 
-/// A gateway that answers 500 to the polls of a running job says nothing
-/// about the run: the host keeps polling (within `outage_patience`) rather
-/// than send the job to the other pool while its first run goes on. Both
-/// gateways share one ledger, so a run on the other pool would count.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gateway_blip_while_a_job_runs_does_not_send_it_elsewhere() {
-    let ledger = Arc::new(RunLedger::default());
-    let (spot, spot_url) =
-        FakeVerda::with_replicas_sharing(ledger.clone(), "h200-spot", KEY, 1, comfy(100, 15))
-            .await
-            .unwrap();
-    let (on_demand, on_demand_url) =
-        FakeVerda::with_replicas_sharing(ledger.clone(), "h200-on-demand", KEY, 1, comfy(5, 2))
-            .await
-            .unwrap();
-    let host = host(
-        vec![
+/// A spot and an on-demand deployment on one run ledger, so a run of the
+/// same job on either counts, and a host that uses both (spot first), its
+/// dispatcher seeing the store through `wrap`.
+struct TwoPools {
+    ledger: Arc<RunLedger>,
+    spot: Arc<FakeVerda>,
+    on_demand: Arc<FakeVerda>,
+    host: Host,
+}
+
+impl TwoPools {
+    async fn start(
+        spot_comfy: RehearsalConfig,
+        wrap: impl FnOnce(Arc<dyn JobStore>) -> Arc<dyn JobStore>,
+    ) -> Self {
+        let ledger = Arc::new(RunLedger::default());
+        let (spot, spot_url) =
+            FakeVerda::with_replicas_sharing(ledger.clone(), "h200-spot", KEY, 1, spot_comfy)
+                .await
+                .unwrap();
+        let (on_demand, on_demand_url) =
+            FakeVerda::with_replicas_sharing(ledger.clone(), "h200-on-demand", KEY, 1, comfy(5, 2))
+                .await
+                .unwrap();
+        let pools = vec![
             pool("h200-spot", true, 1.15, 1, &spot_url),
             pool("h200-on-demand", false, 3.29, 1, &on_demand_url),
-        ],
-        3,
-        Duration::from_secs(20),
-    )
-    .await;
-    let job = enqueue(&host.store, "ana", prompt_with(json!({}))).await;
+        ];
+        let host = host_wrapping(pools, 3, Duration::from_secs(20), wrap).await;
+        TwoPools {
+            ledger,
+            spot,
+            on_demand,
+            host,
+        }
+    }
+
+    /// The job succeeded on the spot pool, sent once, and ran on one GPU.
+    fn assert_ran_once_on_spot(&self, done: &Job) {
+        let outcomes = self.ledger.outcomes();
+        assert_eq!(done.state, JobState::Succeeded, "{done:?}");
+        assert_eq!(done.attempts, 1, "sent once: {done:?}");
+        let backend = done.backend.as_ref().expect("the inference id is recorded");
+        assert_eq!(backend.pool, "h200-spot");
+        assert_eq!(self.spot.runs(&done.prompt_id), 1, "{outcomes:?}");
+        assert_eq!(self.on_demand.runs(&done.prompt_id), 0, "{outcomes:?}");
+        assert!(self.ledger.duplicates().is_empty(), "{outcomes:?}");
+    }
+}
+
+/// A gateway that answers 500 to the polls of a running job says nothing
+/// about the run: the host keeps polling (within `outage_patience`) rather
+/// than send the job to the other pool while its first run goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_blip_while_a_job_runs_does_not_send_it_elsewhere() {
+    let two = TwoPools::start(comfy(100, 15), |store| store).await;
+    let job = enqueue(&two.host.store, "ana", prompt_with(json!({}))).await;
     // Once the run is on the spot replica, the gateway fails every call
     // for far longer than a handful of polls (50 ms apart).
-    while spot.runs(&job.prompt_id) == 0 {
+    while two.spot.runs(&job.prompt_id) == 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    spot.set_fault(Fault::Http500);
+    two.spot.set_fault(Fault::Http500);
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    spot.set_fault(Fault::None);
-    let done = wait_for(&host.store, job.id, finished).await;
-    assert_eq!(done.state, JobState::Succeeded, "{done:?}");
-    assert_eq!(done.attempts, 1, "sent once: {done:?}");
-    assert_eq!(done.backend.unwrap().pool, "h200-spot");
-    assert_eq!(on_demand.runs(&done.prompt_id), 0);
-    assert!(ledger.duplicates().is_empty(), "{:?}", ledger.outcomes());
+    two.spot.set_fault(Fault::None);
+    let done = wait_for(&two.host.store, job.id, finished).await;
+    two.assert_ran_once_on_spot(&done);
 }
 
 /// Status and result are separate endpoints: a status of `Completed` whose
@@ -312,33 +353,38 @@ async fn a_gateway_blip_while_a_job_runs_does_not_send_it_elsewhere() {
 /// replica; running the job elsewhere would pay for it twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_that_lags_its_status_is_waited_for_not_run_again() {
-    let ledger = Arc::new(RunLedger::default());
-    let (spot, spot_url) =
-        FakeVerda::with_replicas_sharing(ledger.clone(), "h200-spot", KEY, 1, comfy(5, 2))
-            .await
-            .unwrap();
-    let (on_demand, on_demand_url) =
-        FakeVerda::with_replicas_sharing(ledger.clone(), "h200-on-demand", KEY, 1, comfy(5, 2))
-            .await
-            .unwrap();
+    let two = TwoPools::start(comfy(5, 2), |store| store).await;
     // Well past a handful of polls (50 ms apart), within the patience (3 s).
-    spot.set_fault(Fault::LateResult(Duration::from_millis(1200)));
-    let host = host(
-        vec![
-            pool("h200-spot", true, 1.15, 1, &spot_url),
-            pool("h200-on-demand", false, 3.29, 1, &on_demand_url),
-        ],
-        3,
-        Duration::from_secs(20),
-    )
+    two.spot
+        .set_fault(Fault::LateResult(Duration::from_millis(1200)));
+    let job = enqueue(&two.host.store, "ana", prompt_with(json!({}))).await;
+    let done = wait_for(&two.host.store, job.id, finished).await;
+    two.assert_ran_once_on_spot(&done);
+}
+
+/// Verda chooses the inference id, so it is recorded after Verda took the
+/// job. A store that cannot take that record (Redis restarting), or took
+/// it and lost the answer, must not make the host give the running job up:
+/// it records the id once the store answers and follows the one GPU run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_store_at_the_record_does_not_run_the_job_twice() {
+    let flaky = std::sync::OnceLock::new();
+    // Four refusals (250 ms apart, well within the 3 s lease), then a
+    // write whose answer is lost, then the store answers again.
+    let two = TwoPools::start(comfy(50, 10), |store| {
+        let wrapped = Arc::new(FlakyDispatched::new(store, 4, 1));
+        let _ = flaky.set(wrapped.clone());
+        wrapped
+    })
     .await;
-    let job = enqueue(&host.store, "ana", prompt_with(json!({}))).await;
-    let done = wait_for(&host.store, job.id, finished).await;
-    assert_eq!(done.state, JobState::Succeeded, "{done:?}");
-    assert_eq!(done.attempts, 1, "sent once: {done:?}");
-    assert_eq!(done.backend.unwrap().pool, "h200-spot");
-    assert_eq!(on_demand.runs(&done.prompt_id), 0);
-    assert!(ledger.duplicates().is_empty(), "{:?}", ledger.outcomes());
+    let job = enqueue(&two.host.store, "ana", prompt_with(json!({}))).await;
+    let done = wait_for(&two.host.store, job.id, finished).await;
+    two.assert_ran_once_on_spot(&done);
+    let calls = flaky.get().unwrap().calls.load(Ordering::SeqCst);
+    assert!(
+        calls >= 6,
+        "the record was retried until it was answered: {calls}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

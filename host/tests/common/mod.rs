@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod flaky_store;
 pub mod queue;
 pub mod redis;
 
