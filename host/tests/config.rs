@@ -132,6 +132,16 @@ fn a_bad_value_is_one_line_naming_the_key_and_its_source() {
         "config error: queue.redis_url: is required when queue.store = \"redis\""
     );
 
+    // No patience with a gateway blip would pay twice for running jobs.
+    let file = toml("[verda]\noutage_patience_secs = 0\n");
+    let error = Config::load_from(Some(file.path()), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("config error: verda.outage_patience_secs: must be at least one poll"),
+        "{error}"
+    );
+
     let error = Config::load_from(Some(std::path::Path::new("/nonexistent.toml")), env(&[]))
         .unwrap_err()
         .to_string();

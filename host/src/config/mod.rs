@@ -220,6 +220,14 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        // Less than one poll interval means the first failed poll sends a
+        // job that may still be running to another pool: paid twice.
+        if self.verda.outage_patience_secs.saturating_mul(1000) < self.verda.poll_interval_ms {
+            return Err(ConfigError::new(
+                "verda.outage_patience_secs",
+                "must be at least one poll interval (verda.poll_interval_ms)",
+            ));
+        }
         if let Some(url) = &self.dispatch.callback_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
