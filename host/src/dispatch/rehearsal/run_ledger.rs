@@ -17,9 +17,11 @@ use serde_json::Value;
 pub enum RunOutcome {
     /// Still on a replica.
     Running,
-    /// The replica answered 200: the GPU work was done.
+    /// The replica answered 200 with the worker's `success`: the prompt
+    /// ran to its end.
     Completed,
-    /// The replica answered an error (e.g. the workflow raised).
+    /// The replica answered an error status, or the worker's `error` (the
+    /// workflow raised, or a cancel interrupted it).
     Errored,
     /// The replica was reclaimed under it (spot).
     Reclaimed,

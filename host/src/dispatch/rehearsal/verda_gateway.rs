@@ -33,7 +33,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::run_ledger::{RunLedger, RunOutcome};
 use super::{Rehearsal, RehearsalConfig};
@@ -324,7 +324,13 @@ impl FakeVerda {
         };
         match outcome {
             Some(Ok((code, bytes))) => {
-                let outcome = if code == 200 {
+                // Verda sees any 200 as done; the worker's answer says
+                // whether the prompt ran to its end (`success`) or raised
+                // or was interrupted by a cancel (`error`).
+                let succeeded = code == 200
+                    && serde_json::from_slice::<Value>(&bytes)
+                        .is_ok_and(|answer| answer["status"] == "success");
+                let outcome = if succeeded {
                     RunOutcome::Completed
                 } else {
                     RunOutcome::Errored
