@@ -62,6 +62,9 @@ pub struct Record {
     pub downloads: u32,
     /// Output downloads that failed (status or transport).
     pub download_errors: u32,
+    /// Prompt ids whose history entry listed outputs, with how many files:
+    /// the report checks each is a succeeded job this attendee was told of.
+    pub downloaded_from: Vec<(String, usize)>,
     /// Every websocket event that named a prompt: (prompt id, type, ms).
     pub events: Vec<(String, String, u64)>,
     /// Websocket gaps: (lost at, back at) in ms; an open gap ends at the end.
@@ -352,6 +355,7 @@ impl Attendee {
                 continue;
             }
             self.downloaded.insert(id.clone());
+            let before = files.len();
             for outputs in entry["outputs"]
                 .as_object()
                 .into_iter()
@@ -369,6 +373,11 @@ impl Attendee {
                         }
                     }
                 }
+            }
+            if files.len() > before {
+                lock(&self.shared.record)
+                    .downloaded_from
+                    .push((id.clone(), files.len() - before));
             }
         }
         for (name, subfolder, kind) in files {

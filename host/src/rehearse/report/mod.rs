@@ -109,6 +109,13 @@ pub struct Totals {
     /// died (or lost its store) between Verda's answer and the record. Not
     /// a broken promise, but paid GPU time an operator should see.
     pub unrecorded_reruns: Vec<Duplicate>,
+    /// Jobs in the store that no attendee was told of (a submit whose
+    /// answer was lost: the attendee pressed Run again). Not lost, but a
+    /// second job for one press.
+    pub unacknowledged: Vec<String>,
+    /// Outputs downloaded from a prompt that is not a succeeded job the
+    /// attendee was told of: where those files came from is worth reading.
+    pub odd_downloads: Vec<String>,
 }
 
 /// p50 / p95 / max.
@@ -329,6 +336,23 @@ pub fn build(inputs: Inputs) -> Report {
                 ));
             }
         }
+        for (id, files) in &record.downloaded_from {
+            let state = inputs
+                .jobs
+                .get(id)
+                .map_or("not in the store", |j| j.state.as_str());
+            if !record.accepted.contains(id) || state != "succeeded" {
+                totals.odd_downloads.push(format!(
+                    "{} {id}: {files} file(s), job {state}{}",
+                    record.name,
+                    if record.accepted.contains(id) {
+                        ""
+                    } else {
+                        ", never acknowledged"
+                    }
+                ));
+            }
+        }
         for request in &record.requests {
             let cause = match (request.status, &request.error) {
                 (Some(code), _) if code >= 400 => format!("{} {code}", request.what),
@@ -381,6 +405,15 @@ pub fn build(inputs: Inputs) -> Report {
         lines.push(line);
     }
     totals.gpu_runs = inputs.gpu_runs;
+    let acknowledged: std::collections::HashSet<&String> =
+        inputs.records.iter().flat_map(|r| &r.accepted).collect();
+    totals.unacknowledged = inputs
+        .jobs
+        .iter()
+        .filter(|(id, _)| !acknowledged.contains(id))
+        .map(|(id, job)| format!("{} {id} ({})", job.user, job.state))
+        .collect();
+    totals.unacknowledged.sort();
     let losses_and_outages = &losses;
     for duplicate in inputs.duplicates {
         let in_window = duplicate
@@ -466,6 +499,13 @@ impl Report {
             t.download_errors,
             t.events
         ));
+        if !t.unacknowledged.is_empty() || !t.odd_downloads.is_empty() {
+            out.push_str(&format!(
+                "jobs queued but never acknowledged {}   downloads not from a succeeded job of the attendee's {}\n",
+                t.unacknowledged.len(),
+                t.odd_downloads.len()
+            ));
+        }
         out.push_str(&format!("host RSS MiB (max): {:?}\n", self.host_rss_mib));
         for fault in &self.faults {
             out.push_str(&format!(

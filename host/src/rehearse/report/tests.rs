@@ -189,3 +189,43 @@ fn a_rerun_is_a_violation_unless_its_first_run_was_never_recorded_in_a_kill() {
     assert_eq!(excused.len(), 1);
     assert_eq!(excused[0].run.prompt_id, "b");
 }
+
+#[test]
+fn a_job_never_acknowledged_and_a_download_from_a_cancelled_one_are_counted() {
+    let record = Record {
+        name: "ana".into(),
+        accepted: vec!["a".into(), "b".into()],
+        cancel_asked: vec!["b".into()],
+        events: vec![("a".into(), "executed".into(), 50_000)],
+        downloaded_from: vec![("a".into(), 1), ("b".into(), 1), ("z".into(), 2)],
+        ..Record::default()
+    };
+    let report = build(inputs(
+        vec![record],
+        &[
+            ("a", job("ana", "succeeded", 50_000)),
+            ("b", job("ana", "cancelled", 60_000)),
+            // Queued by a submit whose answer was lost.
+            ("z", job("ana", "succeeded", 70_000)),
+        ],
+    ));
+    assert!(report.violations.none(), "{:?}", report.violations);
+    let t = &report.totals;
+    assert_eq!(t.unacknowledged, vec!["ana z (succeeded)".to_string()]);
+    assert_eq!(t.odd_downloads.len(), 2, "{:?}", t.odd_downloads);
+    assert!(
+        t.odd_downloads[0].contains("job cancelled"),
+        "{:?}",
+        t.odd_downloads
+    );
+    assert!(
+        t.odd_downloads[1].contains("2 file(s), job succeeded, never acknowledged"),
+        "{:?}",
+        t.odd_downloads
+    );
+    assert!(
+        report.summary().contains("never acknowledged 1"),
+        "{}",
+        report.summary()
+    );
+}
