@@ -256,6 +256,63 @@ async fn a_comfyui_that_keeps_failing_history_is_given_up_after_the_patience() {
     );
 }
 
+/// A ComfyUI that restarts forgets its queue and history: a followed
+/// prompt is given up at the next look, not waited for until the deadline,
+/// both by the socket's idle check and by the polling fallback.
+#[tokio::test]
+async fn a_prompt_forgotten_by_a_restarted_comfyui_is_given_up_at_once() {
+    for refuse_websocket in [false, true] {
+        let config = RehearsalConfig {
+            refuse_websocket,
+            step_time: Duration::from_millis(200),
+            ..Default::default()
+        };
+        let (rehearsal, client) = backend(config).await;
+        let prompt_id = submit_flux(&client).await;
+        let restart = {
+            let rehearsal = rehearsal.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                rehearsal.restart();
+            })
+        };
+        let error = tokio::time::timeout(
+            WAIT,
+            client.follow(&prompt_id, "c1", Duration::from_secs(3600), |_, _| {}),
+        )
+        .await
+        .expect("given up at a look, not at the hour-long deadline")
+        .unwrap_err();
+        restart.await.unwrap();
+        assert!(
+            matches!(&error, ClientError::Forgotten(id) if *id == prompt_id),
+            "socket refused: {refuse_websocket}: {error}"
+        );
+        assert!(error.to_string().contains("restarted"), "{error}");
+    }
+}
+
+/// A prompt that runs is found in the queue between history looks (and
+/// one that ends between the two looks is found by the second): every
+/// prompt here is polled while it runs and ends, none is taken as forgotten.
+#[tokio::test]
+async fn prompts_that_end_while_followed_are_never_taken_as_forgotten() {
+    let config = RehearsalConfig {
+        refuse_websocket: true,
+        step_time: Duration::from_millis(30),
+        ..Default::default()
+    };
+    let (_rehearsal, client) = backend(config).await;
+    for _ in 0..10 {
+        let prompt_id = submit_flux(&client).await;
+        let outcome = client
+            .follow(&prompt_id, "c1", WAIT, |_, _| {})
+            .await
+            .expect("an ended prompt is found");
+        assert!(matches!(outcome, Outcome::Success(_)), "{outcome:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_refused_prompt_comes_back_in_comfyuis_error_shape() {
     let (_r, client) = backend(RehearsalConfig::default()).await;

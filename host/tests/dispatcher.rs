@@ -221,6 +221,36 @@ async fn cancelling_a_running_job_stops_the_gpu_work() {
     assert_eq!(job.state, JobState::Cancelled, "{:?}", job.history);
 }
 
+/// A ComfyUI that restarts under a running job (an out-of-memory kill)
+/// forgets it: the job is run again at once, with the reason in its
+/// history, instead of waiting out the job wait for an end that never
+/// comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_on_a_comfyui_that_restarted_runs_again() {
+    let config = RehearsalConfig {
+        step_time: Duration::from_millis(100),
+        max_steps: 10,
+        ..Default::default()
+    };
+    let rehearsal = Rehearsal::new(config);
+    let addr = rehearsal.serve().await.unwrap();
+    let s = setup(&format!("http://{addr}"), 1, StoreLimits::default()).await;
+    let id = s.store.enqueue(flux_job("ana")).await.unwrap().id;
+    wait_until(&s.store, id, |st| st == JobState::Running).await;
+    rehearsal.restart();
+    // Well inside the 20 s job wait that an unnoticed restart would cost.
+    let job = wait_until(&s.store, id, |st| st.is_terminal()).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.history);
+    assert_eq!(job.attempts, 2, "{:?}", job.history);
+    assert!(
+        job.history
+            .iter()
+            .any(|t| t.note.as_deref().is_some_and(|n| n.contains("restarted"))),
+        "{:?}",
+        job.history
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_backend_requeues_until_the_job_is_dead() {
     // A port nobody listens on.

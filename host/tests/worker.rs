@@ -149,6 +149,36 @@ async fn a_failing_prompt_and_a_bad_request_are_answered_not_dropped() {
     assert_eq!(r.status().as_u16(), 400);
 }
 
+/// The replica's ComfyUI restarts under the run (an out-of-memory kill):
+/// the worker answers 502, which Verda's side reads as a lost replica, so
+/// the host runs the job again instead of failing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_comfyui_restart_under_the_run_is_a_502_not_a_failed_job() {
+    let config = RehearsalConfig {
+        step_time: Duration::from_millis(100),
+        max_steps: 10,
+        ..Default::default()
+    };
+    let (comfy, _worker, url, _stop, _task) = start(config).await;
+    comfyume::tls::install_provider();
+    let restart = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        comfy.restart();
+    });
+    let response = reqwest::Client::new()
+        .post(format!("{url}/run"))
+        .json(&request("image_flux2_klein_text_to_image.api.json"))
+        .send()
+        .await
+        .unwrap();
+    restart.await.unwrap();
+    assert_eq!(response.status().as_u16(), 502);
+    let answer: RunResponse = response.json().await.unwrap();
+    assert_eq!(answer.status, "error");
+    let reason = answer.reason.unwrap_or_default();
+    assert!(reason.contains("restarted"), "{reason}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_the_job_in_flight_then_stops() {
     let slow = RehearsalConfig {

@@ -267,7 +267,13 @@ impl Dispatcher {
             .get(job.id, Requester::Admin)
             .await
             .is_ok_and(|j| j.cancel_requested);
-        let result = match outcome.map_err(from_backend)? {
+        let outcome = match outcome {
+            // Stopped as asked: a prompt deleted from a ComfyUI queue
+            // before it ran leaves no trace, which reads as forgotten.
+            Err(_) if cancel_requested => return Err(Attempt::Cancelled),
+            other => other.map_err(from_backend)?,
+        };
+        let result = match outcome {
             Outcome::Success(nodes) => outputs::store(
                 &self.config.data_dir,
                 job,

@@ -219,6 +219,18 @@ pub async fn run(
     drop(reporter);
     let outcome = match followed {
         Ok(outcome) => outcome,
+        // The GPU's ComfyUI restarted under the prompt: the replica lost
+        // the work, as a reclaimed one does, so the host runs it again.
+        Err(e @ ClientError::Forgotten(_)) => {
+            return answer(
+                StatusCode::BAD_GATEWAY,
+                id,
+                "error",
+                Some(e.to_string()),
+                started,
+                vec![],
+            );
+        }
         Err(e) => {
             return answer(
                 StatusCode::OK,

@@ -16,6 +16,12 @@
 //!   second time elsewhere (direct pool). Such failures are tolerated for
 //!   `outage_patience` in a row, and never past the deadline; a ComfyUI
 //!   that stays silent longer is taken as gone.
+//! - A prompt with no history entry is looked for in `/queue`; one in
+//!   neither place was forgotten by a ComfyUI that restarted
+//!   ([`ClientError::Forgotten`]), and is given up at once rather than
+//!   waited for until the deadline. ComfyUI writes the entry before it
+//!   drops the prompt from its queue, so the history is read again after
+//!   the queue to rule out a prompt that ended between the two looks.
 
 use std::time::{Duration, Instant};
 
@@ -109,6 +115,11 @@ pub enum ClientError {
     /// The job did not finish before the deadline.
     #[error("no result after {0:?}")]
     Deadline(Duration),
+    /// ComfyUI has no trace of a prompt it accepted: not queued, not
+    /// running, no history entry. It restarted (both live in its memory),
+    /// so the prompt will never end there.
+    #[error("ComfyUI no longer knows prompt {0} (neither queued nor in its history: it restarted)")]
+    Forgotten(String),
 }
 
 impl ClientError {
@@ -464,7 +475,7 @@ impl ComfyClient {
         prompt_id: &str,
         failing: &mut Option<Instant>,
     ) -> Result<Option<Outcome>, ClientError> {
-        match self.finished(prompt_id).await {
+        match self.ended_or_forgotten(prompt_id).await {
             Ok(found) => {
                 *failing = None;
                 Ok(found)
@@ -481,14 +492,24 @@ impl ComfyClient {
         }
     }
 
+    /// [`Self::finished`], and [`ClientError::Forgotten`] when ComfyUI has
+    /// the prompt neither in its history nor in its queue. A `/queue` that
+    /// cannot be read says nothing: the prompt is taken as still there.
+    async fn ended_or_forgotten(&self, prompt_id: &str) -> Result<Option<Outcome>, ClientError> {
+        if let Some(entry) = self.history(prompt_id).await? {
+            return Ok(ended(&entry));
+        }
+        if self.in_queue(prompt_id).await.unwrap_or(true) {
+            return Ok(None);
+        }
+        match self.history(prompt_id).await? {
+            Some(entry) => Ok(ended(&entry)),
+            None => Err(ClientError::Forgotten(prompt_id.to_string())),
+        }
+    }
+
     async fn finished(&self, prompt_id: &str) -> Result<Option<Outcome>, ClientError> {
-        Ok(match self.history(prompt_id).await? {
-            Some(entry) => match entry.outcome() {
-                Outcome::Pending => None,
-                outcome => Some(outcome),
-            },
-            None => None,
-        })
+        Ok(self.history(prompt_id).await?.as_ref().and_then(ended))
     }
 
     async fn open_socket(
@@ -516,5 +537,13 @@ impl ComfyClient {
                 detail: "could not open /ws".into(),
             }),
         }
+    }
+}
+
+/// The outcome of a history entry, none while it has not ended.
+fn ended(entry: &HistoryEntry) -> Option<Outcome> {
+    match entry.outcome() {
+        Outcome::Pending => None,
+        outcome => Some(outcome),
     }
 }

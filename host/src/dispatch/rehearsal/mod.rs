@@ -8,7 +8,8 @@
 //! `steps` input, a placeholder file for every Save/Preview node, then
 //! `execution_success`. Faults for tests: a node class that raises, a
 //! websocket that is refused, a delay per step long enough to cancel in,
-//! `/history` answering 500 for a while (an overloaded server).
+//! `/history` answering 500 for a while (an overloaded server), a restart
+//! that forgets every prompt.
 //!
 //! Everything it produces is labelled as rehearsal: file names start with
 //! `rehearsal_`, and the placeholder images are a 256×256 striped gradient
@@ -21,7 +22,7 @@ pub mod verda_management;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -77,6 +78,9 @@ pub struct Rehearsal {
     running: Mutex<HashSet<String>>,
     /// `/history` requests still to answer with a 500.
     history_failures: AtomicU32,
+    /// Restarts so far: a prompt begun before the latest one was lost
+    /// with the process.
+    restarts: AtomicU64,
     /// (client id it is for, or none for everyone; message text).
     sockets: broadcast::Sender<(Option<String>, String)>,
 }
@@ -99,6 +103,7 @@ impl Rehearsal {
             interrupted: Mutex::new(HashSet::new()),
             running: Mutex::new(HashSet::new()),
             history_failures: AtomicU32::new(0),
+            restarts: AtomicU64::new(0),
             sockets,
         })
     }
@@ -107,6 +112,18 @@ impl Rehearsal {
     /// exception in a handler (500, plain text); prompts keep running.
     pub fn fail_history(&self, count: u32) {
         self.history_failures.store(count, Ordering::SeqCst);
+    }
+
+    /// Plays a ComfyUI process that died and came back (an out-of-memory
+    /// kill, a crash): its queue, running prompts and history are gone (they
+    /// live in memory), prompts in flight never end, and the next prompt
+    /// loads the models again. Output files on disk stay.
+    pub fn restart(&self) {
+        self.restarts.fetch_add(1, Ordering::SeqCst);
+        self.warm.store(false, Ordering::SeqCst);
+        lock(&self.running).clear();
+        lock(&self.history).clear();
+        lock(&self.interrupted).clear();
     }
 
     /// The routes ComfyUI serves, at the root (ComfyUI also serves them under `/api`).

@@ -47,6 +47,9 @@ pub async fn execute(
     prompt: Value,
 ) {
     let to = client_id.as_deref();
+    // A restart after this point kills the run: no more messages, no entry.
+    let epoch = r.restarts.load(Ordering::SeqCst);
+    let died = || r.restarts.load(Ordering::SeqCst) != epoch;
     if !r.warm.swap(true, Ordering::SeqCst) {
         tokio::time::sleep(r.config.cold_start).await;
     }
@@ -101,6 +104,9 @@ pub async fn execute(
             .unwrap_or(0);
         for step in 1..=steps {
             tokio::time::sleep(r.config.step_time).await;
+            if died() {
+                return;
+            }
             if lock(&r.interrupted).contains(&prompt_id) {
                 say(
                     "execution_interrupted",
@@ -190,6 +196,9 @@ pub async fn execute(
         "status": {"status_str": status, "completed": status == "success", "messages": messages},
         "meta": {}
     });
+    if died() {
+        return;
+    }
     lock(&r.history).insert(prompt_id.clone(), entry);
     lock(&r.running).remove(&prompt_id);
     if status == "success" {
