@@ -201,11 +201,12 @@ async fn every_job_runs_and_its_outputs_land_in_the_owners_folder() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelling_a_running_job_stops_the_gpu_work() {
+/// A one-slot pool on a rehearsal ComfyUI whose sampler takes `steps` of
+/// `step_time`, and one job of `ana` already running on it.
+async fn one_running_job(step_time: Duration, steps: u32) -> (Arc<Rehearsal>, Setup, u64) {
     let config = RehearsalConfig {
-        step_time: Duration::from_millis(200),
-        max_steps: 100,
+        step_time,
+        max_steps: steps,
         ..Default::default()
     };
     let rehearsal = Rehearsal::new(config);
@@ -213,6 +214,12 @@ async fn cancelling_a_running_job_stops_the_gpu_work() {
     let s = setup(&format!("http://{addr}"), 1, StoreLimits::default()).await;
     let id = s.store.enqueue(flux_job("ana")).await.unwrap().id;
     wait_until(&s.store, id, |st| st == JobState::Running).await;
+    (rehearsal, s, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_job_stops_the_gpu_work() {
+    let (_rehearsal, s, id) = one_running_job(Duration::from_millis(200), 100).await;
     assert_eq!(
         s.store.cancel(id, Requester::User("ana")).await.unwrap(),
         comfyume::queue::CancelOutcome::Requested
@@ -227,16 +234,7 @@ async fn cancelling_a_running_job_stops_the_gpu_work() {
 /// comes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_on_a_comfyui_that_restarted_runs_again() {
-    let config = RehearsalConfig {
-        step_time: Duration::from_millis(100),
-        max_steps: 10,
-        ..Default::default()
-    };
-    let rehearsal = Rehearsal::new(config);
-    let addr = rehearsal.serve().await.unwrap();
-    let s = setup(&format!("http://{addr}"), 1, StoreLimits::default()).await;
-    let id = s.store.enqueue(flux_job("ana")).await.unwrap().id;
-    wait_until(&s.store, id, |st| st == JobState::Running).await;
+    let (rehearsal, s, id) = one_running_job(Duration::from_millis(100), 10).await;
     rehearsal.restart();
     // Well inside the 20 s job wait that an unnoticed restart would cost.
     let job = wait_until(&s.store, id, |st| st.is_terminal()).await;

@@ -219,27 +219,14 @@ pub async fn run(
     drop(reporter);
     let outcome = match followed {
         Ok(outcome) => outcome,
-        // The GPU's ComfyUI restarted under the prompt: the replica lost
-        // the work, as a reclaimed one does, so the host runs it again.
-        Err(e @ ClientError::Forgotten(_)) => {
-            return answer(
-                StatusCode::BAD_GATEWAY,
-                id,
-                "error",
-                Some(e.to_string()),
-                started,
-                vec![],
-            );
-        }
         Err(e) => {
-            return answer(
-                StatusCode::OK,
-                id,
-                "error",
-                Some(e.to_string()),
-                started,
-                vec![],
-            );
+            // A ComfyUI that restarted under the prompt lost the work, as a
+            // reclaimed replica does: a 502 has the host run it again.
+            let status = match e {
+                ClientError::Forgotten(_) => StatusCode::BAD_GATEWAY,
+                _ => StatusCode::OK,
+            };
+            return answer(status, id, "error", Some(e.to_string()), started, vec![]);
         }
     };
     match outcome {

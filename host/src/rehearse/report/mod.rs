@@ -341,15 +341,12 @@ pub fn build(inputs: Inputs) -> Report {
                 .jobs
                 .get(id)
                 .map_or("not in the store", |j| j.state.as_str());
-            if !record.accepted.contains(id) || state != "succeeded" {
+            let told = record.accepted.contains(id);
+            if !told || state != "succeeded" {
+                let untold = if told { "" } else { ", never acknowledged" };
                 totals.odd_downloads.push(format!(
-                    "{} {id}: {files} file(s), job {state}{}",
-                    record.name,
-                    if record.accepted.contains(id) {
-                        ""
-                    } else {
-                        ", never acknowledged"
-                    }
+                    "{} {id}: {files} file(s), job {state}{untold}",
+                    record.name
                 ));
             }
         }
