@@ -11,7 +11,7 @@
 //! runs it and checks its verdict. Screenshots of every stage, the editor's
 //! requests and the host's log land in `<target>/browser-e2e/`.
 //!
-//! It needs three things prepared once (`.ci/run` does all three) and fails,
+//! It needs three things prepared once (`tests/run` does all three) and fails,
 //! naming the step, when one is missing:
 //! - Chromium from Debian: `apt-get install chromium chromium-driver`;
 //! - `npm ci` in `tests/browser` (playwright-core, pinned);
@@ -105,7 +105,7 @@ fn browser_setup(script: &str, missing: &mut Vec<String>) -> (PathBuf, PathBuf) 
 fn assert_set_up(missing: &[String]) {
     assert!(
         missing.is_empty(),
-        "the browser end-to-end test is not set up ({} step(s) missing; .ci/run does them all):\n  - {}",
+        "the browser end-to-end test is not set up ({} step(s) missing; `tests/run` does them all):\n  - {}",
         missing.len(),
         missing.join("\n  - ")
     );

@@ -9,8 +9,9 @@
 //!   the expected verdicts on the Flux2 Klein templates and broken copies;
 //! - `rust-ltx2-to-b300` (the Rust SDK) routes long LTX-2 jobs to B300.
 //!
-//! A language whose toolchain is absent is SKIPPED with a printed reason
-//! (`.ci/run` installs every one of them, so CI runs them all). The
+//! A language whose toolchain is absent fails its test with the step that
+//! installs it (`tests/run` installs every one of them), never passes as
+//! skipped. The
 //! interpreted components are 12–18 MB: they are compiled once into a compile
 //! cache under the target folder, shared by the in-process loads and the
 //! `plugin check` runs.
@@ -29,6 +30,7 @@ use comfyume::plugins::cache::CompileCache;
 use comfyume::plugins::check::{sample_backends, sample_job};
 use comfyume::plugins::graph::graph_from_prompt;
 use comfyume::plugins::{CallLimits, LoadedPlugin, PluginEngine, RuntimeConfig};
+use common::prerequisite::{self, has};
 use common::*;
 
 /// Limits that fit an interpreted guest on a busy 2-core debug build.
@@ -59,14 +61,6 @@ fn cached_engine() -> Arc<PluginEngine> {
         CompileCache::new(Some(cache_dir())),
     )
     .expect("engine")
-}
-
-/// True when `program --version` runs.
-fn has(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 /// Runs the example's `build.sh` and returns its `plugin.wasm`.
@@ -233,12 +227,10 @@ fn same_decisions(plugin: &LoadedPlugin, builtin: &LoadedPlugin) -> usize {
 
 #[test]
 fn python_fair_share_decides_like_the_builtin() {
-    if !has("componentize-py") {
-        eprintln!(
-            "SKIPPED python example: componentize-py not found (pip install componentize-py==0.25.1)"
-        );
-        return;
-    }
+    prerequisite::require(
+        "the Python example",
+        prerequisite::program("componentize-py", "pip install componentize-py==0.25.1"),
+    );
     let bytes = build("python-fair-share");
     plugin_check("python-fair-share", INTERPRETED);
     let engine = cached_engine();
@@ -270,10 +262,11 @@ fn python_fair_share_decides_like_the_builtin() {
 
 #[test]
 fn js_priority_decides_like_the_builtin() {
-    if !has("node") || !has("npm") {
-        eprintln!("SKIPPED js example: node/npm not found");
-        return;
-    }
+    prerequisite::require(
+        "the JavaScript example",
+        prerequisite::program("node", "install Node.js 20 or newer")
+            .or_else(|| prerequisite::program("npm", "install Node.js 20 or newer")),
+    );
     let bytes = build("js-priority");
     plugin_check("js-priority", INTERPRETED);
     let engine = cached_engine();
@@ -293,30 +286,25 @@ fn template(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<Node> 
     graph_from_prompt(&prompt).expect("graph")
 }
 
-fn c_toolchain_missing() -> Option<&'static str> {
+fn c_toolchain_missing() -> Option<String> {
     if !has("clang-14") && !has("clang") {
-        return Some("clang not found (apt-get install clang-14 lld-14)");
+        return Some("clang not found (apt-get install clang-14 lld-14)".into());
     }
     if !Path::new("/usr/lib/wasm32-wasi/libc.a").exists()
         && !Path::new("/usr/share/wasi-sysroot").exists()
     {
-        return Some("the WASI sysroot is missing (apt-get install wasi-libc)");
+        return Some("the WASI sysroot is missing (apt-get install wasi-libc)".into());
     }
-    if !has("wit-bindgen") {
-        return Some("wit-bindgen not found (cargo install --locked wit-bindgen-cli@0.46.0)");
-    }
-    if !has("wasm-tools") {
-        return Some("wasm-tools not found (cargo install --locked wasm-tools@1.239.0)");
-    }
-    None
+    prerequisite::program(
+        "wit-bindgen",
+        "cargo install --locked wit-bindgen-cli@0.46.0",
+    )
+    .or_else(|| prerequisite::program("wasm-tools", "cargo install --locked wasm-tools@1.239.0"))
 }
 
 #[test]
 fn c_validator_gives_the_expected_verdicts() {
-    if let Some(reason) = c_toolchain_missing() {
-        eprintln!("SKIPPED c example: {reason}");
-        return;
-    }
+    prerequisite::require("the C example", c_toolchain_missing());
     let bytes = build("c-validator");
     let report = plugin_check("c-validator", CallLimits::default());
     assert_eq!(report["plugin"]["kind"], "validator");

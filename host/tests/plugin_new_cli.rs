@@ -1,7 +1,7 @@
 //! `comfyume plugin new KIND --lang rust|python|js NAME [--dir DIR]`: a
 //! skeleton with the host's WIT, a build script and a README; never over an
 //! existing folder; and what it writes builds and passes `plugin check`
-//! (per language, SKIPPED with the reason when the toolchain is absent).
+//! (per language; a missing toolchain fails with the step that installs it).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -22,12 +22,8 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-fn has(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
+#[path = "common/prerequisite.rs"]
+mod prerequisite;
 
 #[test]
 fn new_writes_a_skeleton_with_the_hosts_wit_and_refuses_to_overwrite() {
@@ -189,22 +185,24 @@ fn the_rust_skeletons_build_and_pass_the_check() {
 
 #[test]
 fn the_python_scheduler_skeleton_builds_and_passes_the_check() {
-    if !has("componentize-py") {
-        eprintln!("SKIPPED python skeleton: componentize-py not found");
-        return;
-    }
+    prerequisite::require(
+        "the Python skeleton",
+        prerequisite::program("componentize-py", "pip install componentize-py==0.25.1"),
+    );
     new_build_check("scheduler", "python", |_| {});
 }
 
 #[test]
 fn the_js_selector_skeleton_builds_and_passes_the_check() {
     let example = repo().join("examples/plugins/js-priority/node_modules");
-    if !has("node") || !example.join(".bin/componentize-js").exists() {
-        eprintln!(
-            "SKIPPED js skeleton: node or componentize-js (npm ci in examples/plugins/js-priority) not found"
-        );
-        return;
-    }
+    prerequisite::require(
+        "the JavaScript skeleton",
+        prerequisite::program("node", "install Node.js 20 or newer").or_else(|| {
+            (!example.join(".bin/componentize-js").exists()).then(|| {
+                "componentize-js is not installed (npm ci in examples/plugins/js-priority)".into()
+            })
+        }),
+    );
     // The pinned componentize-js the example installed (same version).
     new_build_check("selector", "js", |dir| {
         std::os::unix::fs::symlink(&example, dir.join("node_modules")).unwrap();

@@ -3,7 +3,7 @@
 
 use super::*;
 
-/// A moto S3 server (`pip install 'moto[server]'`, as `.ci/run` does) on a
+/// A moto S3 server (`pip install 'moto[server]'`, as `tests/run` does) on a
 /// free loopback port, killed when dropped.
 struct Moto {
     child: std::process::Child,
@@ -47,7 +47,7 @@ async fn moto() -> Moto {
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "moto's S3 server did not start: pip install 'moto[server]==5.1.22' (.ci/run does)"
+            "moto's S3 server did not start: pip install 'moto[server]==5.1.22' (`tests/run` does)"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses a different subset
 
 pub mod flaky_store;
+pub mod prerequisite;
 pub mod queue;
 pub mod redis;
 

@@ -28,7 +28,7 @@ fn binary() -> PathBuf {
     which("redis-server").unwrap_or_else(|| {
         panic!(
             "redis-server is not on PATH: the Redis store tests run a real server. \
-             Install it (Debian: apt-get install redis-server); .ci/run does this."
+             Install it (Debian: apt-get install redis-server); `tests/run` does this."
         )
     })
 }
