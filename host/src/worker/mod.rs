@@ -114,7 +114,7 @@ impl Worker {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         };
-        axum::serve(listener, self.router())
+        axum::serve(crate::server::no_delay(listener), self.router())
             .with_graceful_shutdown(drained)
             .await
     }

@@ -165,7 +165,7 @@ pub(crate) async fn serve_on_loopback(router: Router) -> std::io::Result<SocketA
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        let _ = axum::serve(crate::server::no_delay(listener), router).await;
     });
     Ok(addr)
 }
