@@ -20,9 +20,23 @@ async fn start(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {
+    start_with(rehearsal, |_| {}).await
+}
+
+/// [`start`], with a change to the worker's config.
+async fn start_with(
+    rehearsal: RehearsalConfig,
+    tweak: impl FnOnce(&mut WorkerConfig),
+) -> (
+    Arc<Rehearsal>,
+    Arc<Worker>,
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let comfy = Rehearsal::new(rehearsal);
     let comfy_addr = comfy.serve().await.unwrap();
-    let worker = Worker::new(WorkerConfig {
+    let mut config = WorkerConfig {
         comfyui_url: format!("http://{comfy_addr}"),
         job_wait: Duration::from_secs(20),
         client: ClientLimits {
@@ -35,8 +49,9 @@ async fn start(
             ..ClientLimits::default()
         },
         ..WorkerConfig::default()
-    })
-    .unwrap();
+    };
+    tweak(&mut config);
+    let worker = Worker::new(config).unwrap();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .unwrap();
@@ -113,6 +128,46 @@ async fn one_request_runs_a_job_and_returns_its_outputs() {
         Some(&b"png bytes"[..]),
         "inputs reach ComfyUI first"
     );
+}
+
+/// Several runs at once on one worker (one socket for all of them): each
+/// answers when its prompt ends, none after an idle timer (an hour here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_runs_share_one_socket_and_all_answer_promptly() {
+    let config = RehearsalConfig {
+        step_time: Duration::from_millis(30),
+        ..Default::default()
+    };
+    let (comfy, _worker, url, _stop, _task) = start_with(config, |worker| {
+        worker.client.ws_idle = Duration::from_secs(3600);
+        worker.client.poll = Duration::from_secs(3600);
+    })
+    .await;
+    comfyume::tls::install_provider();
+    let http = reqwest::Client::new();
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move {
+                http.post(format!("{url}/run"))
+                    .json(&request("image_flux2_klein_text_to_image.api.json"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json::<RunResponse>()
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for run in runs {
+        let answer = tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .expect("answered when the prompt ended")
+            .unwrap();
+        assert_eq!(answer.status, "success", "{answer:?}");
+    }
+    assert_eq!(comfy.sockets_opened(), 1, "one socket for every run");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,6 +62,9 @@ impl Default for WorkerConfig {
 pub struct Worker {
     config: WorkerConfig,
     client: ComfyClient,
+    /// The ComfyUI client id of every run: one socket for all of them
+    /// (ComfyUI keeps one per client id).
+    client_id: String,
     running: AtomicUsize,
     draining: AtomicBool,
 }
@@ -73,6 +76,7 @@ impl Worker {
         Ok(Arc::new(Worker {
             config,
             client,
+            client_id: format!("comfyume-worker-{}", uuid::Uuid::new_v4().simple()),
             running: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
         }))

@@ -174,9 +174,9 @@ pub async fn run(
             );
         }
     }
-    let client_id = format!("worker-{}", &id[..8]);
+    let client_id = w.client_id.as_str();
     match client
-        .submit(&req.prompt, id, &client_id, req.extra_data.as_ref())
+        .submit(&req.prompt, id, client_id, req.extra_data.as_ref())
         .await
     {
         Ok(_) => {}
@@ -210,7 +210,7 @@ pub async fn run(
         .as_ref()
         .map(|callback| super::callback::Reporter::start(callback.clone(), client.clone(), id));
     let followed = client
-        .follow(id, &client_id, job_wait, |value, max| {
+        .follow(id, client_id, job_wait, |value, max| {
             if let Some(reporter) = &reporter {
                 reporter.progress(value, max);
             }
