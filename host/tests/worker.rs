@@ -23,7 +23,8 @@ async fn start(
     start_with(rehearsal, |_| {}).await
 }
 
-/// [`start`], with a change to the worker's config.
+/// [`start`], with a change to the worker's config; the worker removes
+/// inputs from the double's input folder, when it has one.
 async fn start_with(
     rehearsal: RehearsalConfig,
     tweak: impl FnOnce(&mut WorkerConfig),
@@ -34,10 +35,12 @@ async fn start_with(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {
+    let input_dir = rehearsal.input_dir.clone();
     let comfy = Rehearsal::new(rehearsal);
     let comfy_addr = comfy.serve().await.unwrap();
     let mut config = WorkerConfig {
         comfyui_url: format!("http://{comfy_addr}"),
+        comfyui_input_dir: input_dir,
         job_wait: Duration::from_secs(20),
         client: ClientLimits {
             request: Duration::from_secs(2),
@@ -128,6 +131,47 @@ async fn one_request_runs_a_job_and_returns_its_outputs() {
         Some(&b"png bytes"[..]),
         "inputs reach ComfyUI first"
     );
+}
+
+/// A job's inputs live in a folder of its own in ComfyUI's input folder,
+/// and are removed once the job has run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_inputs_are_removed_from_the_gpu_after_the_job() {
+    let inputs = tempfile::tempdir().unwrap();
+    let config = RehearsalConfig {
+        input_dir: Some(inputs.path().to_path_buf()),
+        ..Default::default()
+    };
+    let (comfy, _worker, url, _stop, _task) = start(config).await;
+    comfyume::tls::install_provider();
+    let mut req = request("image_flux2_klein_text_to_image.api.json");
+    let folder = format!("comfyume/{}/input", req.prompt_id);
+    req.inputs[0].subfolder = folder.clone();
+    let answer: RunResponse = reqwest::Client::new()
+        .post(format!("{url}/run"))
+        .json(&req)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer.status, "success", "{answer:?}");
+    assert!(
+        comfy.uploaded(&format!("{folder}/guide.png")).is_some(),
+        "the input reached ComfyUI"
+    );
+    let job_folder = inputs.path().join("comfyume").join(&req.prompt_id);
+    let started = std::time::Instant::now();
+    while job_folder.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{} is still there",
+            job_folder.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(inputs.path().join("comfyume").is_dir());
 }
 
 /// Several runs at once on one worker (one socket for all of them): each

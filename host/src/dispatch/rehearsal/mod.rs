@@ -68,6 +68,9 @@ pub struct RehearsalConfig {
     /// Between `execution_success` and the history write (ComfyUI announces
     /// the end first).
     pub history_lag: Duration,
+    /// Where uploads are also written, as ComfyUI writes them to its input
+    /// folder (tests of removing a job's inputs); memory only when unset.
+    pub input_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RehearsalConfig {
@@ -80,6 +83,7 @@ impl Default for RehearsalConfig {
             refuse_websocket: false,
             object_info: None,
             history_lag: Duration::from_millis(20),
+            input_dir: None,
         }
     }
 }
@@ -159,6 +163,14 @@ impl Rehearsal {
     /// network hiccup, a restart); prompts go on running.
     pub fn drop_sockets(&self) {
         self.hang_up.send_modify(|n| *n += 1);
+    }
+
+    /// The prompt as it ran (from its history entry), once it ended.
+    pub fn prompt_of(&self, prompt_id: &str) -> Option<Value> {
+        lock(&self.history)
+            .get(prompt_id)
+            .and_then(|entry| entry.pointer("/prompt/2"))
+            .cloned()
     }
 
     /// Websockets opened so far.
@@ -330,6 +342,18 @@ async fn upload(State(r): State<Arc<Rehearsal>>, mut form: Multipart) -> Respons
     } else {
         format!("{subfolder}/{name}")
     };
+    if let Some(dir) = &r.config.input_dir {
+        let file = dir.join(&path);
+        let written = match file.parent() {
+            Some(parent) => {
+                std::fs::create_dir_all(parent).and_then(|()| std::fs::write(&file, &bytes))
+            }
+            None => Ok(()),
+        };
+        if written.is_err() {
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    }
     lock(&r.uploads).insert(path, bytes.to_vec());
     Json(json!({ "name": name, "subfolder": subfolder, "type": "input" })).into_response()
 }
