@@ -6,6 +6,8 @@
 
 #[path = "common/attendee.rs"]
 mod attendee;
+#[path = "attendee_api/isolation.rs"]
+mod isolation;
 
 use std::time::Duration;
 

@@ -11,6 +11,9 @@ use comfyume::dispatch::comfyui::protocol::Outcome;
 use comfyume::dispatch::rehearsal::{Rehearsal, RehearsalConfig};
 use serde_json::{Value, json};
 
+#[path = "comfyui_client/shared_socket.rs"]
+mod shared_socket;
+
 fn limits() -> ClientLimits {
     ClientLimits {
         request: Duration::from_secs(2),

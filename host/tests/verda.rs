@@ -429,10 +429,14 @@ async fn an_input_the_prompt_references_reaches_the_gpu_side() {
     let job = enqueue(&host.store, "ana", prompt).await;
     let done = wait_for(&host.store, job.id, finished).await;
     assert_eq!(done.state, JobState::Succeeded, "{done:?}");
+    // Under the job's own folder: no other job can name or replace it.
     assert_eq!(
-        gateway.uploaded("reference.png").as_deref(),
+        gateway
+            .uploaded(&format!("comfyume/{}/input/reference.png", job.prompt_id))
+            .as_deref(),
         Some(&b"\x89PNG ana's reference"[..])
     );
+    assert_eq!(gateway.uploaded("reference.png"), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,10 +20,27 @@ async fn start(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {
+    start_with(rehearsal, |_| {}).await
+}
+
+/// [`start`], with a change to the worker's config; the worker removes
+/// inputs from the double's input folder, when it has one.
+async fn start_with(
+    rehearsal: RehearsalConfig,
+    tweak: impl FnOnce(&mut WorkerConfig),
+) -> (
+    Arc<Rehearsal>,
+    Arc<Worker>,
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let input_dir = rehearsal.input_dir.clone();
     let comfy = Rehearsal::new(rehearsal);
     let comfy_addr = comfy.serve().await.unwrap();
-    let worker = Worker::new(WorkerConfig {
+    let mut config = WorkerConfig {
         comfyui_url: format!("http://{comfy_addr}"),
+        comfyui_input_dir: input_dir,
         job_wait: Duration::from_secs(20),
         client: ClientLimits {
             request: Duration::from_secs(2),
@@ -35,8 +52,9 @@ async fn start(
             ..ClientLimits::default()
         },
         ..WorkerConfig::default()
-    })
-    .unwrap();
+    };
+    tweak(&mut config);
+    let worker = Worker::new(config).unwrap();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .unwrap();
@@ -113,6 +131,87 @@ async fn one_request_runs_a_job_and_returns_its_outputs() {
         Some(&b"png bytes"[..]),
         "inputs reach ComfyUI first"
     );
+}
+
+/// A job's inputs live in a folder of its own in ComfyUI's input folder,
+/// and are removed once the job has run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_inputs_are_removed_from_the_gpu_after_the_job() {
+    let inputs = tempfile::tempdir().unwrap();
+    let config = RehearsalConfig {
+        input_dir: Some(inputs.path().to_path_buf()),
+        ..Default::default()
+    };
+    let (comfy, _worker, url, _stop, _task) = start(config).await;
+    comfyume::tls::install_provider();
+    let mut req = request("image_flux2_klein_text_to_image.api.json");
+    let folder = format!("comfyume/{}/input", req.prompt_id);
+    req.inputs[0].subfolder = folder.clone();
+    let answer: RunResponse = reqwest::Client::new()
+        .post(format!("{url}/run"))
+        .json(&req)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer.status, "success", "{answer:?}");
+    assert!(
+        comfy.uploaded(&format!("{folder}/guide.png")).is_some(),
+        "the input reached ComfyUI"
+    );
+    let job_folder = inputs.path().join("comfyume").join(&req.prompt_id);
+    let started = std::time::Instant::now();
+    while job_folder.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{} is still there",
+            job_folder.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(inputs.path().join("comfyume").is_dir());
+}
+
+/// Several runs at once on one worker (one socket for all of them): each
+/// answers when its prompt ends, none after an idle timer (an hour here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_runs_share_one_socket_and_all_answer_promptly() {
+    let config = RehearsalConfig {
+        step_time: Duration::from_millis(30),
+        ..Default::default()
+    };
+    let (comfy, _worker, url, _stop, _task) = start_with(config, |worker| {
+        worker.client.ws_idle = Duration::from_secs(3600);
+        worker.client.poll = Duration::from_secs(3600);
+    })
+    .await;
+    comfyume::tls::install_provider();
+    let http = reqwest::Client::new();
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move {
+                http.post(format!("{url}/run"))
+                    .json(&request("image_flux2_klein_text_to_image.api.json"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json::<RunResponse>()
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for run in runs {
+        let answer = tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .expect("answered when the prompt ended")
+            .unwrap();
+        assert_eq!(answer.status, "success", "{answer:?}");
+    }
+    assert_eq!(comfy.sockets_opened(), 1, "one socket for every run");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,6 +64,10 @@ pub struct WorkerArgs {
     /// Largest output file, in MiB.
     #[arg(long, default_value_t = 512, env = "COMFYUME_WORKER_MAX_OUTPUT_MIB")]
     pub max_output_mib: usize,
+    /// The local ComfyUI's input folder: each job's inputs
+    /// (`comfyume/<prompt id>/` in it) are removed after the job.
+    #[arg(long, env = "COMFYUME_WORKER_COMFYUI_INPUT_DIR")]
+    pub comfyui_input_dir: Option<PathBuf>,
 }
 
 /// `comfyume serve`.
@@ -126,6 +130,7 @@ fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     use crate::dispatch::comfyui::client::ClientLimits;
     let config = crate::worker::WorkerConfig {
         comfyui_url: args.comfyui,
+        comfyui_input_dir: args.comfyui_input_dir,
         job_wait: std::time::Duration::from_secs(args.job_wait_secs),
         client: ClientLimits {
             max_output_bytes: args.max_output_mib << 20,

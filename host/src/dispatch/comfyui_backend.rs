@@ -20,6 +20,14 @@ impl ComfyBackend {
     pub fn new(info: PoolInfo, client: ComfyClient) -> Self {
         ComfyBackend { info, client }
     }
+
+    /// The ComfyUI client id of this host's jobs on this pool: stable across
+    /// restarts of the host (a re-attached job's events come to the new
+    /// process) and distinct per pool (two pools on one server must not
+    /// share a socket: ComfyUI keeps one per client id).
+    fn client_id(&self, host_client_id: &str) -> String {
+        format!("{host_client_id}-{}", self.info.name)
+    }
 }
 
 fn classify(error: ClientError) -> BackendError {
@@ -79,7 +87,7 @@ impl Backend for ComfyBackend {
         let prompt = job.payload.get("prompt").unwrap_or(job.payload);
         let extra = job.payload.get("extra_data");
         self.client
-            .submit(prompt, job.prompt_id, job.client_id, extra)
+            .submit(prompt, job.prompt_id, &self.client_id(job.client_id), extra)
             .await
             .map_err(classify)?;
         Ok(job.prompt_id.to_string())
@@ -93,7 +101,7 @@ impl Backend for ComfyBackend {
         progress: &mut (dyn FnMut(u32, u32) + Send),
     ) -> Result<Outcome, BackendError> {
         self.client
-            .follow(backend_id, client_id, job_wait, progress)
+            .follow(backend_id, &self.client_id(client_id), job_wait, progress)
             .await
             .map_err(classify)
     }

@@ -8,8 +8,9 @@
 //!   the backend has the job, an unreachable store is waited for (up to a
 //!   lease) rather than the job requeued: the GPU run is under way, and a
 //!   requeue would pay for a second one.
-//! - **Inputs** the prompt references are read from the owner's `input`
-//!   folder and sent with the job.
+//! - **Inputs** the prompt references are read from the owner's folders
+//!   and sent with the job under a folder of its own, the prompt's loaders
+//!   pointed there ([`super::inputs`]).
 //! - **While it runs** the lease is renewed every third of its length; a
 //!   cancel asked by the owner or the operator stops the GPU work (directly,
 //!   and through the worker's progress callback).
@@ -124,9 +125,23 @@ impl Dispatcher {
             )
         })?;
         let prompt = payload.get("prompt").unwrap_or(&payload);
-        let inputs = super::inputs::gather(&user_dir, prompt, self.config.max_input_bytes)
-            .await
-            .map_err(|e| Attempt::Failed("inputs", e.to_string()))?;
+        let staged = super::inputs::stage(
+            &user_dir,
+            prompt,
+            &job.prompt_id,
+            self.config.max_input_bytes,
+        )
+        .await
+        .map_err(|e| Attempt::Failed("inputs", e.to_string()))?;
+        // The prompt as the GPU gets it: loaders read this job's own copies.
+        let payload = match payload {
+            Value::Object(mut body) if body.contains_key("prompt") => {
+                body.insert("prompt".into(), staged.prompt);
+                Value::Object(body)
+            }
+            _ => staged.prompt,
+        };
+        let inputs = staged.files;
         let client_id = self.client_id();
         let watch = self.callbacks.open(&job.prompt_id);
         let callback = watch.as_ref().map(|w| w.callback.clone());

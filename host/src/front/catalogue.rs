@@ -146,6 +146,29 @@ impl Catalogue {
         self.current.load().outputs.contains(class)
     }
 
+    /// True if `class`'s `input` lists `value` among its choices: a file
+    /// the GPU has (a model, an input the workshop ships).
+    pub fn offers(&self, class: &str, input: &str, value: &str) -> bool {
+        let loaded = self.current.load();
+        let Some(definition) = loaded.nodes.get(class) else {
+            return false;
+        };
+        ["required", "optional"].iter().any(|group| {
+            let Some(spec) = definition.pointer(&format!("/input/{group}/{input}")) else {
+                return false;
+            };
+            // `[[choice, …], {…}]`, or `["COMBO", {"options": [choice, …]}]`.
+            let choices = match spec.get(0) {
+                Some(Value::Array(choices)) => Some(choices),
+                Some(Value::String(kind)) if kind == "COMBO" => {
+                    spec.pointer("/1/options").and_then(Value::as_array)
+                }
+                _ => None,
+            };
+            choices.is_some_and(|c| c.iter().any(|choice| choice == value))
+        })
+    }
+
     /// One class's definition, as `/api/object_info/{class}` serves it.
     pub fn node(&self, class: &str) -> Option<Value> {
         self.current.load().nodes.get(class).cloned()
@@ -203,7 +226,8 @@ fn embedded_json() -> Vec<u8> {
 
 /// The built-in catalogue was captured without model files, so its model
 /// lists are empty and the editor would mark every loader in red. The
-/// worker image carries the models the workshop templates name: list those.
+/// worker image carries the models the workshop templates name, and the
+/// example inputs their loaders name: list those.
 fn with_template_models(json: Vec<u8>) -> Vec<u8> {
     let Ok(Value::Object(mut nodes)) = serde_json::from_slice::<Value>(&json) else {
         return json;
@@ -231,7 +255,7 @@ fn with_template_models(json: Vec<u8>) -> Vec<u8> {
                 else {
                     continue;
                 };
-                let is_file = [
+                let is_model = [
                     ".safetensors",
                     ".ckpt",
                     ".pt",
@@ -242,6 +266,10 @@ fn with_template_models(json: Vec<u8>) -> Vec<u8> {
                 ]
                 .iter()
                 .any(|ext| value.ends_with(ext));
+                // The templates' example inputs ship on the GPU image too.
+                let is_example_input = class.starts_with("Load")
+                    && crate::dispatch::inputs::FILE_INPUTS.contains(&name.as_str());
+                let is_file = is_model || is_example_input;
                 if is_file && !options.iter().any(|o| o == value) {
                     options.push(Value::from(value));
                 }

@@ -9,10 +9,16 @@
 //! 2. Every node has a `class_type` the GPU side knows (`missing_node_type`,
 //!    from the node catalogue), and at least one is an output
 //!    (`prompt_no_outputs`).
-//! 3. The validator plugins accept it (`prompt_outputs_failed_validation`
+//! 3. Every loader (`LoadImage`…) names a file the attendee owns (their
+//!    uploads; their own outputs for `[output]`/`[temp]`) or one the
+//!    workshop ships (listed in the GPU's node catalogue): anything else
+//!    could read another attendee's file on the shared GPU, and is refused
+//!    as ComfyUI refuses a missing file (`value_not_in_list` on the node
+//!    and input), never forwarded.
+//! 4. The validator plugins accept it (`prompt_outputs_failed_validation`
 //!    with their problems per node). A validator that cannot decide is a
 //!    503: the prompt is not queued unchecked.
-//! 4. It is written durably to the queue (caps → 413/429 with the reason),
+//! 5. It is written durably to the queue (caps → 413/429 with the reason),
 //!    the dispatcher is woken, and the answer is
 //!    `{"prompt_id", "number", "node_errors": {}}`.
 //!
@@ -161,6 +167,7 @@ async fn accept(front: &Front, user: &Identity, body: &[u8]) -> Result<Value, Pr
     };
     tracing::Span::current().record("prompt_id", prompt_id.as_str());
     check_nodes(front, prompt)?;
+    check_inputs(front, user, prompt).await?;
     let graph = graph_from_prompt(prompt).map_err(|e| {
         PromptError::new(
             "invalid_prompt",
@@ -303,6 +310,69 @@ fn check_nodes(front: &Front, prompt: &Value) -> Result<(), PromptError> {
         ));
     }
     Ok(())
+}
+
+/// Every loader names the attendee's own file or one the workshop ships.
+async fn check_inputs(front: &Front, user: &Identity, prompt: &Value) -> Result<(), PromptError> {
+    use crate::dispatch::inputs::{InputError, owned_or_shipped};
+    let user_dir = front.user_dir(user)?;
+    let catalogue = &front.catalogue;
+    let checked = owned_or_shipped(&user_dir, prompt, |r| {
+        catalogue.offers(&r.class, &r.input, &r.path())
+    })
+    .await;
+    let (node, input) = match checked {
+        Ok(()) => return Ok(()),
+        Err(InputError::NotYours { node, input, .. }) => (node, input),
+        Err(InputError::Unsafe { node, .. }) => {
+            let input = crate::dispatch::inputs::FILE_INPUTS
+                .iter()
+                .find(|key| {
+                    prompt
+                        .pointer(&format!("/{}/inputs/{key}", pointer_token(&node)))
+                        .is_some()
+                })
+                .map_or("image", |key| *key);
+            (node, input.to_string())
+        }
+        Err(other) => {
+            return Err(PromptError::new(
+                "invalid_prompt",
+                "Invalid prompt",
+                other.to_string(),
+            ));
+        }
+    };
+    tracing::info!(node = %node, input = %input, "prompt names a file that is not the attendee's");
+    let problem = Problem {
+        node_id: node.clone(),
+        message: "Value not in list".into(),
+        input_name: Some(input.clone()),
+        type_: ProblemType::ValueNotInList,
+    };
+    let mut refusal = rejected(front, prompt, std::slice::from_ref(&problem));
+    // ComfyUI's own wording: `image: 'x.png' not in [...]`.
+    if let Some(error) = refusal
+        .body
+        .pointer_mut(&format!("/node_errors/{}/errors/0", pointer_token(&node)))
+    {
+        let value = error
+            .pointer("/extra_info/received_value")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let shown = value
+            .as_str()
+            .map_or_else(|| value.to_string(), str::to_owned);
+        error["details"] = Value::from(format!(
+            "{input}: '{shown}' not in (your uploads, your outputs, the workshop's files)"
+        ));
+    }
+    Err(refusal)
+}
+
+/// `token` as one JSON pointer segment.
+fn pointer_token(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
 }
 
 /// ComfyUI's name for a problem type.

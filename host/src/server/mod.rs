@@ -89,10 +89,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {listen}"))?;
     tracing::info!(address = %listen, "comfyume listening");
-    axum::serve(listener, app)
+    axum::serve(no_delay(listener), app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")
+}
+
+/// `listener` with `TCP_NODELAY` set on every accepted connection.
+///
+/// Why: with Nagle's algorithm on, a small answer written in two segments
+/// on a kept-alive connection waits for the client's delayed ACK (~40 ms on
+/// Linux): 6-8 of 25 small `/api/view` answers stalled so, and the editor's
+/// websocket path added 23-57 ms per trivial job. ComfyUI (aiohttp) sets it;
+/// so does every listener here (`serve`, the worker, the test doubles).
+pub fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt as _;
+    // A named type (not `impl Listener`): axum gives the peer address
+    // (`ConnectInfo`, for rate limiting) for a `TapIo` listener only.
+    listener.tap_io(set_no_delay as fn(&mut tokio::net::TcpStream))
+}
+
+fn set_no_delay(stream: &mut tokio::net::TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
+    }
 }
 
 /// HTTPS in the host itself (rustls), so a small workshop needs no proxy.
@@ -118,7 +140,11 @@ async fn serve_tls(
         stopping.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
     });
     tracing::info!(address = %listen, "comfyume listening (HTTPS)");
-    axum_server::bind_rustls(listen, tls)
+    // TCP_NODELAY under the TLS layer, for the reason given at [`no_delay`].
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    axum_server::bind(listen)
+        .acceptor(acceptor)
         .handle(handle)
         .serve(app)
         .await
@@ -375,4 +401,23 @@ pub async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::serve::Listener as _;
+
+    /// Every connection the host accepts has Nagle's algorithm off.
+    #[tokio::test]
+    async fn accepted_connections_have_tcp_nodelay() {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut listener = super::no_delay(listener);
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await;
+        assert!(accepted.nodelay().unwrap());
+        drop(client);
+    }
 }

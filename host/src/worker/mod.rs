@@ -39,6 +39,10 @@ pub use run::{RunCallback, RunInput, RunOutput, RunRequest, RunResponse};
 pub struct WorkerConfig {
     /// The local ComfyUI.
     pub comfyui_url: String,
+    /// The local ComfyUI's input folder, where each job's inputs land under
+    /// `comfyume/<prompt id>/`: removed after the job when known (ComfyUI
+    /// has no call to delete an input).
+    pub comfyui_input_dir: Option<std::path::PathBuf>,
     /// How long one job may take.
     pub job_wait: Duration,
     /// Largest request body (prompt plus inputs), in bytes.
@@ -51,6 +55,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             comfyui_url: "http://127.0.0.1:8188".into(),
+            comfyui_input_dir: None,
             job_wait: Duration::from_secs(600),
             max_request_bytes: 64 << 20,
             client: ClientLimits::default(),
@@ -62,6 +67,9 @@ impl Default for WorkerConfig {
 pub struct Worker {
     config: WorkerConfig,
     client: ComfyClient,
+    /// The ComfyUI client id of every run: one socket for all of them
+    /// (ComfyUI keeps one per client id).
+    client_id: String,
     running: AtomicUsize,
     draining: AtomicBool,
 }
@@ -73,6 +81,7 @@ impl Worker {
         Ok(Arc::new(Worker {
             config,
             client,
+            client_id: format!("comfyume-worker-{}", uuid::Uuid::new_v4().simple()),
             running: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
         }))
@@ -114,7 +123,7 @@ impl Worker {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         };
-        axum::serve(listener, self.router())
+        axum::serve(crate::server::no_delay(listener), self.router())
             .with_graceful_shutdown(drained)
             .await
     }

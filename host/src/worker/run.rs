@@ -112,6 +112,25 @@ fn answer(
     (status, Json(response))
 }
 
+/// Removes a job's inputs from ComfyUI's input folder when dropped (the
+/// run ended, however it ended): they were the attendee's files, and no
+/// later job may read them.
+struct JobInputs(Option<std::path::PathBuf>);
+
+impl Drop for JobInputs {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "could not remove a job's inputs")
+                }
+            });
+        }
+    }
+}
+
 /// Counts a run as in flight for as long as it lives.
 struct InFlight(Arc<Worker>);
 
@@ -151,6 +170,13 @@ pub async fn run(
     }
     w.running.fetch_add(1, Ordering::SeqCst);
     let _in_flight = InFlight(w.clone());
+    // `id` is a UUID (checked above): the folder is a plain one inside.
+    let _inputs = JobInputs(
+        w.config
+            .comfyui_input_dir
+            .as_ref()
+            .map(|dir| dir.join(crate::dispatch::inputs::JOBS_FOLDER).join(id)),
+    );
     let client = &w.client;
     for input in &req.inputs {
         let Ok(bytes) = BASE64.decode(&input.data_base64) else {
@@ -174,9 +200,9 @@ pub async fn run(
             );
         }
     }
-    let client_id = format!("worker-{}", &id[..8]);
+    let client_id = w.client_id.as_str();
     match client
-        .submit(&req.prompt, id, &client_id, req.extra_data.as_ref())
+        .submit(&req.prompt, id, client_id, req.extra_data.as_ref())
         .await
     {
         Ok(_) => {}
@@ -210,7 +236,7 @@ pub async fn run(
         .as_ref()
         .map(|callback| super::callback::Reporter::start(callback.clone(), client.clone(), id));
     let followed = client
-        .follow(id, &client_id, job_wait, |value, max| {
+        .follow(id, client_id, job_wait, |value, max| {
             if let Some(reporter) = &reporter {
                 reporter.progress(value, max);
             }

@@ -69,7 +69,7 @@ pub async fn start_in(
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let app = host.app.into_make_service_with_connect_info::<SocketAddr>();
-        let _ = axum::serve(listener, app).await;
+        let _ = axum::serve(comfyume::server::no_delay(listener), app).await;
     });
     Running {
         dir,

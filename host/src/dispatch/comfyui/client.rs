@@ -6,10 +6,15 @@
 //!   error, never a stuck dispatcher.
 //! - Downloads are capped (`max_output_bytes`) and streamed into memory only
 //!   up to the cap; a larger output is an error, not an out-of-memory host.
-//! - [`ComfyClient::follow`] watches the websocket for progress and the end
-//!   of the prompt; if the socket cannot be opened or drops, it falls back
-//!   to polling `/history/{id}` every `poll`, until the `job_wait` deadline.
-//!   The history entry is the source of truth for the outcome either way.
+//! - One websocket per server and client id ([`super::events`]), opened
+//!   before the first submit and shared by every prompt followed there.
+//!   [`ComfyClient::follow`] takes progress and the end of its prompt from
+//!   it, and the outcome from `/history/{id}`: at once when it starts
+//!   following, on each end event (retried within milliseconds: ComfyUI
+//!   sends `execution_success` before it writes the entry), and at once
+//!   when the socket reconnects. While the socket is down it polls every
+//!   `poll`, until the `job_wait` deadline. The history entry is the source
+//!   of truth for the outcome either way.
 //! - A `/history` look that fails in a way that may pass (no answer, a 5xx,
 //!   a 429) says nothing about the prompt, which goes on running on its
 //!   GPU: giving up would fail the attendee's job (worker) or run it a
@@ -25,15 +30,23 @@
 
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use futures_util::StreamExt as _;
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::Message;
+
+use super::events::{Hub, Link, PromptEvent};
 
 use super::protocol::{
     FileRef, HistoryEntry, Outcome, PromptAccepted, PromptRejected, PromptRequest, Uploaded,
-    WsMessage,
 };
+
+/// The first quick look after an end event finds no history entry yet
+/// (ComfyUI announces `execution_success` before writing it): looks follow
+/// after this, doubling up to `poll`.
+const EAGER_FIRST: Duration = Duration::from_millis(5);
 
 /// The client's limits.
 #[derive(Debug, Clone, Copy)]
@@ -44,8 +57,9 @@ pub struct ClientLimits {
     pub submit: Duration,
     /// One output download (`timeouts.download_secs`).
     pub download: Duration,
-    /// A websocket quiet this long is checked against `/history`
-    /// (`timeouts.ws_idle_secs`).
+    /// A prompt whose socket is up but quiet this long is checked against
+    /// `/history` all the same (`timeouts.ws_idle_secs`): a safety net, not
+    /// how ends are found.
     pub ws_idle: Duration,
     /// Between two `/history` polls when the websocket is unavailable.
     pub poll: Duration,
@@ -135,11 +149,22 @@ impl ClientError {
 }
 
 /// A ComfyUI server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ComfyClient {
     http: reqwest::Client,
     base: Url,
     limits: ClientLimits,
+    /// One websocket per client id, shared by the clones.
+    hubs: Arc<Mutex<HashMap<String, Hub>>>,
+}
+
+impl std::fmt::Debug for ComfyClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComfyClient")
+            .field("base", &self.base.as_str())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ComfyClient {
@@ -162,7 +187,12 @@ impl ComfyClient {
                 what: "client",
                 source: e,
             })?;
-        Ok(ComfyClient { http, base, limits })
+        Ok(ComfyClient {
+            http,
+            base,
+            limits,
+            hubs: Arc::default(),
+        })
     }
 
     async fn send(
@@ -210,6 +240,9 @@ impl ComfyClient {
         extra_data: Option<&Value>,
     ) -> Result<PromptAccepted, ClientError> {
         let what = "submit";
+        // The socket the prompt's events go to is open before ComfyUI has
+        // the prompt, so none of them is sent to nobody.
+        self.hub(client_id).ready().await;
         let body = PromptRequest {
             prompt,
             client_id,
@@ -388,9 +421,31 @@ impl ComfyClient {
         Self::json(what, response).await
     }
 
-    /// Waits for the prompt to end, reporting step progress to `progress`.
-    /// Uses the websocket when it can, `/history` polling when it cannot,
+    /// The socket of `client_id` on this server, opened on first use and
+    /// shared by every clone of this client.
+    fn hub(&self, client_id: &str) -> Hub {
+        let mut hubs = self.hubs.lock().unwrap_or_else(|p| p.into_inner());
+        hubs.entry(client_id.to_string())
+            .or_insert_with(|| {
+                let mut url = self.url("ws");
+                let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+                let _ = url.set_scheme(scheme);
+                url.query_pairs_mut().append_pair("clientId", client_id);
+                Hub::start(url, self.limits.request)
+            })
+            .clone()
+    }
+
+    /// Waits for the prompt to end, reporting step progress to `progress`,
     /// and gives up at `job_wait`.
+    ///
+    /// Follows the shared socket of `client_id` (see [`super::events`]):
+    /// registers first, then looks at `/history` at once (the prompt may
+    /// have ended before), again on every end event (retried within
+    /// milliseconds while ComfyUI has not written the entry yet), and at
+    /// once on every change of the socket (events may have been missed
+    /// while it was down). While the socket is down it polls every `poll`;
+    /// while it is up and quiet, it looks every `ws_idle` all the same.
     pub async fn follow(
         &self,
         prompt_id: &str,
@@ -399,71 +454,51 @@ impl ComfyClient {
         mut progress: impl FnMut(u32, u32),
     ) -> Result<Outcome, ClientError> {
         let deadline = Instant::now() + job_wait;
-        if let Ok(mut socket) = self.open_socket(client_id).await {
-            // The prompt may have ended before the socket opened (a fully
-            // cached re-run ends at once): its end was announced to nobody,
-            // so look once instead of sitting out `ws_idle`. A failed look is
-            // not the job's failure: the socket is open and will tell.
-            if let Ok(Some(outcome)) = self.finished(prompt_id).await {
-                return Ok(outcome);
-            }
-            let mut failing = None;
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let message = match tokio::time::timeout(
-                    left.min(self.limits.ws_idle),
-                    socket.next(),
-                )
-                .await
-                {
-                    Err(_) if left.is_zero() => return Err(ClientError::Deadline(job_wait)),
-                    // Quiet for a while: check the history in case we missed the end.
-                    Err(_) => match self.look(prompt_id, &mut failing).await? {
-                        Some(outcome) => return Ok(outcome),
-                        None => continue,
-                    },
-                    Ok(Some(Ok(Message::Text(text)))) => text,
-                    Ok(Some(Ok(_))) => continue, // binary previews, pings
-                    Ok(Some(Err(_)) | None) => break, // dropped: poll instead
-                };
-                let Ok(message) = serde_json::from_str::<WsMessage>(&message) else {
-                    continue;
-                };
-                if message.prompt_id() != Some(prompt_id) {
-                    continue;
-                }
-                match message {
-                    WsMessage::Progress { value, max, .. } => progress(value, max),
-                    WsMessage::ExecutionSuccess { .. }
-                    | WsMessage::ExecutionError { .. }
-                    | WsMessage::ExecutionInterrupted { .. } => {
-                        // The end: the history entry has the outputs.
-                        return self.settle(prompt_id, deadline, job_wait).await;
-                    }
-                    _ => {}
-                }
-            }
-            tracing::warn!(prompt_id, "ComfyUI websocket dropped; polling /history");
-        }
-        self.settle(prompt_id, deadline, job_wait).await
-    }
-
-    /// Polls `/history` until the prompt ended or the deadline passed.
-    async fn settle(
-        &self,
-        prompt_id: &str,
-        deadline: Instant,
-        job_wait: Duration,
-    ) -> Result<Outcome, ClientError> {
+        let hub = self.hub(client_id);
+        let mut subscription = hub.subscribe(prompt_id);
+        hub.ready().await;
         let mut failing = None;
+        let mut look_at = Instant::now();
+        // The end was announced: the next looks come quickly.
+        let mut eager: Option<Duration> = None;
+        // Closed when another follower of the same prompt replaced this one.
+        let mut events_open = true;
         loop {
-            if let Some(outcome) = self.look(prompt_id, &mut failing).await? {
-                return Ok(outcome);
+            let now = Instant::now();
+            if now >= look_at {
+                if let Some(outcome) = self.look(prompt_id, &mut failing).await? {
+                    return Ok(outcome);
+                }
+                let wait = match (eager, hub.link()) {
+                    (Some(step), _) => {
+                        eager = Some((step * 2).min(self.limits.poll));
+                        step
+                    }
+                    (None, Link::Up { .. }) => self.limits.ws_idle,
+                    (None, _) => self.limits.poll,
+                };
+                look_at = Instant::now() + wait;
             }
-            if Instant::now() + self.limits.poll > deadline {
+            if Instant::now() >= deadline {
                 return Err(ClientError::Deadline(job_wait));
             }
-            tokio::time::sleep(self.limits.poll).await;
+            let wake = tokio::time::Instant::from_std(look_at.min(deadline));
+            tokio::select! {
+                event = subscription.events.recv(), if events_open => match event {
+                    Some(PromptEvent::Progress { value, max }) => progress(value, max),
+                    Some(PromptEvent::Ending | PromptEvent::Ended) => {
+                        eager.get_or_insert(EAGER_FIRST);
+                        look_at = Instant::now();
+                    }
+                    None => events_open = false,
+                },
+                changed = subscription.link.changed() => {
+                    if changed.is_ok() {
+                        look_at = Instant::now();
+                    }
+                }
+                () = tokio::time::sleep_until(wake) => {}
+            }
         }
     }
 
@@ -492,9 +527,10 @@ impl ComfyClient {
         }
     }
 
-    /// [`Self::finished`], and [`ClientError::Forgotten`] when ComfyUI has
-    /// the prompt neither in its history nor in its queue. A `/queue` that
-    /// cannot be read says nothing: the prompt is taken as still there.
+    /// [`Self::history`]'s outcome, and [`ClientError::Forgotten`] when
+    /// ComfyUI has the prompt neither in its history nor in its queue. A
+    /// `/queue` that cannot be read says nothing: the prompt is taken as
+    /// still there.
     async fn ended_or_forgotten(&self, prompt_id: &str) -> Result<Option<Outcome>, ClientError> {
         if let Some(entry) = self.history(prompt_id).await? {
             return Ok(ended(&entry));
@@ -505,37 +541,6 @@ impl ComfyClient {
         match self.history(prompt_id).await? {
             Some(entry) => Ok(ended(&entry)),
             None => Err(ClientError::Forgotten(prompt_id.to_string())),
-        }
-    }
-
-    async fn finished(&self, prompt_id: &str) -> Result<Option<Outcome>, ClientError> {
-        Ok(self.history(prompt_id).await?.as_ref().and_then(ended))
-    }
-
-    async fn open_socket(
-        &self,
-        client_id: &str,
-    ) -> Result<
-        tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-        ClientError,
-    > {
-        let mut url = self.url("ws");
-        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
-        let _ = url.set_scheme(scheme);
-        url.query_pairs_mut().append_pair("clientId", client_id);
-        match tokio::time::timeout(
-            self.limits.request,
-            tokio_tungstenite::connect_async(url.as_str()),
-        )
-        .await
-        {
-            Ok(Ok((socket, _))) => Ok(socket),
-            _ => Err(ClientError::Malformed {
-                what: "websocket",
-                detail: "could not open /ws".into(),
-            }),
         }
     }
 }

@@ -9,7 +9,21 @@
 //! `execution_success`. Faults for tests: a node class that raises, a
 //! websocket that is refused, a delay per step long enough to cancel in,
 //! `/history` answering 500 for a while (an overloaded server), a restart
-//! that forgets every prompt.
+//! that forgets every prompt, websockets dropped under their clients.
+//!
+//! Behaviours of the real ComfyUI 0.33.0 it reproduces (each observed on the
+//! real server, `shared/peers/comfyui/README.md`):
+//! - One websocket per `clientId`: a second socket with the same id
+//!   replaces the first, which receives nothing more; and a socket that
+//!   closes unregisters its id, even if a newer socket holds it
+//!   (`server.py`'s `finally: self.sockets.pop(sid)`). Prompt events go
+//!   only to the socket of the prompt's `client_id`; `status` to every
+//!   registered socket.
+//! - `execution_success` is sent before the history entry is written
+//!   (`history_lag` later here); `executing` with `node: null` follows
+//!   once it is written.
+//! - `POST /upload/image` stores under its `subfolder` field, replacing a
+//!   file of the same name; every prompt shares one input folder.
 //!
 //! Everything it produces is labelled as rehearsal: file names start with
 //! `rehearsal_`, and the placeholder images are a 256×256 striped gradient
@@ -51,6 +65,12 @@ pub struct RehearsalConfig {
     pub refuse_websocket: bool,
     /// The node catalogue `/object_info` serves, if any.
     pub object_info: Option<Arc<Value>>,
+    /// Between `execution_success` and the history write (ComfyUI announces
+    /// the end first).
+    pub history_lag: Duration,
+    /// Where uploads are also written, as ComfyUI writes them to its input
+    /// folder (tests of removing a job's inputs); memory only when unset.
+    pub input_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RehearsalConfig {
@@ -62,6 +82,8 @@ impl Default for RehearsalConfig {
             fail_class: None,
             refuse_websocket: false,
             object_info: None,
+            history_lag: Duration::from_millis(20),
+            input_dir: None,
         }
     }
 }
@@ -83,6 +105,13 @@ pub struct Rehearsal {
     restarts: AtomicU64,
     /// (client id it is for, or none for everyone; message text).
     sockets: broadcast::Sender<(Option<String>, String)>,
+    /// The socket each client id is registered with (ComfyUI's
+    /// `self.sockets`), by a number per socket.
+    registered: Mutex<HashMap<String, u64>>,
+    /// Sockets opened so far (numbers them), and so on.
+    sockets_opened: AtomicU64,
+    /// Bumped to close every open socket from the server's side.
+    hang_up: tokio::sync::watch::Sender<u64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -105,6 +134,9 @@ impl Rehearsal {
             history_failures: AtomicU32::new(0),
             restarts: AtomicU64::new(0),
             sockets,
+            registered: Mutex::new(HashMap::new()),
+            sockets_opened: AtomicU64::new(0),
+            hang_up: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -120,10 +152,30 @@ impl Rehearsal {
     /// loads the models again. Output files on disk stay.
     pub fn restart(&self) {
         self.restarts.fetch_add(1, Ordering::SeqCst);
+        self.drop_sockets();
         self.warm.store(false, Ordering::SeqCst);
         lock(&self.running).clear();
         lock(&self.history).clear();
         lock(&self.interrupted).clear();
+    }
+
+    /// Closes every open websocket from the server's side (a proxy or
+    /// network hiccup, a restart); prompts go on running.
+    pub fn drop_sockets(&self) {
+        self.hang_up.send_modify(|n| *n += 1);
+    }
+
+    /// The prompt as it ran (from its history entry), once it ended.
+    pub fn prompt_of(&self, prompt_id: &str) -> Option<Value> {
+        lock(&self.history)
+            .get(prompt_id)
+            .and_then(|entry| entry.pointer("/prompt/2"))
+            .cloned()
+    }
+
+    /// Websockets opened so far.
+    pub fn sockets_opened(&self) -> u64 {
+        self.sockets_opened.load(Ordering::SeqCst)
     }
 
     /// The routes ComfyUI serves, at the root (ComfyUI also serves them under `/api`).
@@ -148,7 +200,8 @@ impl Rehearsal {
         serve_on_loopback(self.router()).await
     }
 
-    /// The bytes of an uploaded input, if it arrived.
+    /// The bytes of an uploaded input (`subfolder/name`, or `name` at the
+    /// root of the input folder), if it arrived.
     pub fn uploaded(&self, name: &str) -> Option<Vec<u8>> {
         lock(&self.uploads).get(name).cloned()
     }
@@ -165,7 +218,7 @@ pub(crate) async fn serve_on_loopback(router: Router) -> std::io::Result<SocketA
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        let _ = axum::serve(crate::server::no_delay(listener), router).await;
     });
     Ok(addr)
 }
@@ -257,18 +310,52 @@ async fn view(State(r): State<Arc<Rehearsal>>, Query(q): Query<ViewQuery>) -> Re
 }
 
 async fn upload(State(r): State<Arc<Rehearsal>>, mut form: Multipart) -> Response {
+    let mut image = None;
+    let mut subfolder = String::new();
     while let Ok(Some(field)) = form.next_field().await {
-        if field.name() != Some("image") {
-            continue;
+        match field.name() {
+            Some("image") => {
+                let name = field.file_name().unwrap_or("upload.png").to_string();
+                let Ok(bytes) = field.bytes().await else {
+                    return StatusCode::BAD_REQUEST.into_response();
+                };
+                image = Some((name, bytes));
+            }
+            Some("subfolder") => subfolder = field.text().await.unwrap_or_default(),
+            _ => {}
         }
-        let name = field.file_name().unwrap_or("upload.png").to_string();
-        let Ok(bytes) = field.bytes().await else {
-            return StatusCode::BAD_REQUEST.into_response();
-        };
-        lock(&r.uploads).insert(name.clone(), bytes.to_vec());
-        return Json(json!({ "name": name, "subfolder": "", "type": "input" })).into_response();
     }
-    StatusCode::BAD_REQUEST.into_response()
+    let Some((name, bytes)) = image else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    // ComfyUI refuses a subfolder leaving its input folder ("..", a root).
+    let subfolder = subfolder.trim_matches('/').to_string();
+    if subfolder
+        .split('/')
+        .any(|part| part == ".." || part.contains('\\'))
+        || name.contains(['/', '\\'])
+    {
+        return StatusCode::BAD_REQUEST.into_response();
+    }
+    let path = if subfolder.is_empty() {
+        name.clone()
+    } else {
+        format!("{subfolder}/{name}")
+    };
+    if let Some(dir) = &r.config.input_dir {
+        let file = dir.join(&path);
+        let written = match file.parent() {
+            Some(parent) => {
+                std::fs::create_dir_all(parent).and_then(|()| std::fs::write(&file, &bytes))
+            }
+            None => Ok(()),
+        };
+        if written.is_err() {
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    }
+    lock(&r.uploads).insert(path, bytes.to_vec());
+    Json(json!({ "name": name, "subfolder": subfolder, "type": "input" })).into_response()
 }
 
 async fn interrupt(State(r): State<Arc<Rehearsal>>, body: Option<Json<Value>>) -> StatusCode {
@@ -332,22 +419,40 @@ async fn socket(
     upgrade.on_upgrade(move |ws| talk(r, q.client_id, ws))
 }
 
-async fn talk(r: Arc<Rehearsal>, client_id: Option<String>, mut ws: WebSocket) {
+async fn talk(r: Arc<Rehearsal>, client_id: Option<String>, ws: WebSocket) {
+    use futures_util::{SinkExt as _, StreamExt as _};
     let mut events = r.sockets.subscribe();
-    let sid = client_id
-        .clone()
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let mut hang_up = r.hang_up.subscribe();
+    let me = r.sockets_opened.fetch_add(1, Ordering::SeqCst) + 1;
+    let sid = client_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    // A newer socket of the same client id replaces the older one.
+    lock(&r.registered).insert(sid.clone(), me);
+    let (mut tx, mut rx) = ws.split();
     let hello = json!({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}}, "sid": sid}});
-    if ws
+    if tx
         .send(Message::Text(hello.to_string().into()))
         .await
-        .is_err()
+        .is_ok()
     {
-        return;
-    }
-    while let Ok((to, text)) = events.recv().await {
-        if (to.is_none() || to == client_id) && ws.send(Message::Text(text.into())).await.is_err() {
-            return;
+        loop {
+            tokio::select! {
+                event = events.recv() => {
+                    let Ok((to, text)) = event else { break };
+                    let current = lock(&r.registered).get(&sid) == Some(&me);
+                    let for_me = to.as_deref().is_none_or(|to| to == sid);
+                    if current && for_me && tx.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                message = rx.next() => match message {
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                    Some(Ok(_)) => {}
+                },
+                _ = hang_up.changed() => break,
+            }
         }
     }
+    // As ComfyUI does, whichever socket of the id is registered now.
+    lock(&r.registered).remove(&sid);
+    let _ = tx.close().await;
 }

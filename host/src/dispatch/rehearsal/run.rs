@@ -184,11 +184,13 @@ pub async fn execute(
         );
         outputs.insert(id.to_string(), output);
     }
-    // The history entry is written before the end is announced, so a client
-    // that reads it on `execution_success` finds it.
+    // As ComfyUI does: `execution_success` goes out when the last node is
+    // done, the history entry is written a moment later, and `executing`
+    // with `node: null` says it is written.
     let success = json!({"prompt_id": prompt_id, "timestamp": now_ms()});
     if status == "success" {
         messages.push(json!(["execution_success", success.clone()]));
+        r.send(to, "execution_success", success);
     }
     let entry = json!({
         "prompt": [0, prompt_id, prompt, {"client_id": client_id}, []],
@@ -196,18 +198,16 @@ pub async fn execute(
         "status": {"status_str": status, "completed": status == "success", "messages": messages},
         "meta": {}
     });
+    tokio::time::sleep(r.config.history_lag).await;
     if died() {
         return;
     }
     lock(&r.history).insert(prompt_id.clone(), entry);
     lock(&r.running).remove(&prompt_id);
-    if status == "success" {
-        r.send(to, "execution_success", success);
-    }
-    say(
+    r.send(
+        None,
         "status",
         json!({"status": {"exec_info": {"queue_remaining": 0}}}),
-        &mut Vec::new(),
     );
     say(
         "executing",
