@@ -3,6 +3,10 @@
 //! failures the plugin is disabled.
 
 mod common;
+#[path = "hostile_plugins/shares.rs"]
+mod shares;
+#[path = "hostile_plugins/sleep.rs"]
+mod sleep;
 
 use std::time::Instant;
 
@@ -18,7 +22,7 @@ fn queue() -> comfyume::plugins::api::Snapshot {
 
 /// Runs the hostile scheduler `name` through a registry with a 3-failure
 /// policy and checks the whole failure path. Returns the first error.
-fn misbehave(name: &str, limits: CallLimits) -> PluginError {
+pub(crate) fn misbehave(name: &str, limits: CallLimits) -> PluginError {
     let registry = registry_with_scheduler(&fixture_bytes(name), limits);
     let plugin = registry.scheduler().active().expect("active");
     let direct = plugin
@@ -142,4 +146,42 @@ fn a_good_plugin_works_right_after_a_hostile_one_is_disabled() {
     assert_eq!(decision.by, DecidedBy::Plugin("priority@0.1.0".into()));
     assert_eq!(decision.value, Some(1));
     assert!(registry.scheduler().status().disabled.is_none());
+}
+
+#[test]
+fn a_scheduler_that_picks_a_capped_users_job_is_counted_and_the_default_decides() {
+    let registry = registry_with_scheduler(&fixture_bytes("hostile-capped"), CallLimits::default());
+    let mut capped = user("a");
+    capped.running = 2;
+    capped.max_running = Some(2);
+    // Job 1 (index 0) is a's, who is at their cap; job 2 is b's.
+    let queue = snapshot(
+        vec![capped, user("b")],
+        vec![job(1, 0, NOW - 900), job(2, 1, NOW - 500)],
+    );
+    for attempt in 1..=3 {
+        let decision = registry.pick_next(&queue);
+        assert_eq!(decision.value, Some(1), "attempt {attempt}");
+        assert!(
+            matches!(&decision.by, DecidedBy::Fallback(why) if why.contains("running cap")),
+            "{:?}",
+            decision.by
+        );
+    }
+    let status = registry.scheduler().status();
+    assert_eq!(status.total_failures, 3, "{status:?}");
+    assert!(status.disabled.is_some(), "{status:?}");
+}
+
+#[test]
+fn an_answer_the_dispatcher_could_not_use_counts_against_the_active_scheduler_only() {
+    let registry = registry_with_scheduler(builtin_bytes("fifo"), CallLimits::default());
+    let decision = registry.pick_next(&queue());
+    assert!(registry.scheduler_answer_unusable(&decision.by, "job 2 is no longer pending"));
+    let status = registry.scheduler().status();
+    assert_eq!(status.total_failures, 1);
+    assert!(status.last_error.unwrap().contains("no longer pending"));
+    // A default's decision is nobody's failure.
+    assert!(!registry.scheduler_answer_unusable(&DecidedBy::Fallback("x".into()), "gone"));
+    assert_eq!(registry.scheduler().status().total_failures, 1);
 }

@@ -183,6 +183,11 @@ pub struct PluginsConfig {
     pub failure_window_secs: u64,
     /// Plugin instances alive at once (the pooling allocator's size).
     pub max_instances: u32,
+    /// Instances one slot (the scheduler, the selector, each validator) may
+    /// hold at once: its share of `max_instances`. A call beyond it waits
+    /// briefly, then the built-in default decides without counting a
+    /// failure. The shadow scheduler always gets one.
+    pub instances_per_slot: u32,
     /// The largest memory any plugin may be configured for, in MiB.
     pub max_memory_mib: usize,
     /// `[plugins.limits.<name or slot>]`: deadline and memory cap for one
@@ -228,6 +233,7 @@ impl Default for PluginsConfig {
             max_failures: 5,
             failure_window_secs: 300,
             max_instances: 64,
+            instances_per_slot: 8,
             max_memory_mib: 512,
             limits: BTreeMap::new(),
         }

@@ -6,7 +6,19 @@
 //! that never schedules or ignores caps, a validator that refuses the
 //! workshop's own templates or trips over a malformed graph, a selector that
 //! picks a full pool. A trap, deadline or memory-cap failure on any fixture
-//! fails the check with that reason.
+//! fails the check with that reason; once one fixture has run out of time
+//! the rest are failed without calling the plugin again, so checking a
+//! plugin that sleeps or loops takes one deadline, not one per fixture.
+//!
+//! **What a check is not.** It tests behaviour on fixtures: it tells an
+//! author their plugin is wrong, it cannot prove a plugin honest. A plugin
+//! can tell a fixture from live traffic if it tries, so passing the check is
+//! no security boundary: the sandbox is (no capabilities, an own-time
+//! deadline that also bounds sleeps, a memory cap, a per-slot share of
+//! instances, failures counted and the plugin disabled, the built-in
+//! default deciding). Every report says so in its `note`.
+
+use std::cell::RefCell;
 
 use serde::Serialize;
 
@@ -45,6 +57,62 @@ pub struct CheckReport {
     pub fixtures: Vec<FixtureResult>,
     /// True when every fixture passed.
     pub passed: bool,
+    /// What passing means (and does not).
+    pub note: &'static str,
+}
+
+/// The sentence every report carries.
+pub const CHECK_NOTE: &str = "The check tests the plugin's behaviour on sample inputs; it is not \
+     a security boundary. The sandbox is: no files, network or environment, a deadline and a \
+     memory cap per call, failures counted and the plugin disabled, the built-in default \
+     deciding meanwhile.";
+
+/// The plugin as the fixtures call it: after a call runs out of time, the
+/// remaining fixtures fail at once instead of waiting out a deadline each.
+struct Budgeted<'a> {
+    plugin: &'a LoadedPlugin,
+    out_of_time: RefCell<Option<PluginError>>,
+}
+
+impl<'a> Budgeted<'a> {
+    fn new(plugin: &'a LoadedPlugin) -> Self {
+        Budgeted {
+            plugin,
+            out_of_time: RefCell::new(None),
+        }
+    }
+
+    fn call<T>(
+        &self,
+        ask: impl FnOnce(&LoadedPlugin) -> Result<T, PluginError>,
+    ) -> Result<T, PluginError> {
+        if let Some(earlier) = self.out_of_time.borrow().as_ref() {
+            return Err(PluginError::Runtime(format!(
+                "was not asked: it already {earlier} on an earlier fixture"
+            )));
+        }
+        let answer = ask(self.plugin);
+        if let Err(e @ (PluginError::Deadline { .. } | PluginError::HostBusy { .. })) = &answer {
+            *self.out_of_time.borrow_mut() = Some(e.clone());
+        }
+        answer
+    }
+
+    fn pick_next(&self, snapshot: &Snapshot) -> Result<Option<u32>, PluginError> {
+        self.call(|p| p.pick_next(snapshot))
+    }
+
+    fn validate(&self, graph: &[Node]) -> Result<Verdict, PluginError> {
+        self.call(|p| p.validate(graph))
+    }
+
+    fn select(
+        &self,
+        job: &JobInfo,
+        backends: &[Backend],
+    ) -> Result<Result<u32, String>, PluginError> {
+        self.call(|p| p.select(job, backends))
+    }
 }
 
 /// `describe()` in serialisable form.
@@ -82,10 +150,11 @@ pub fn kind_name(kind: PluginKind) -> &'static str {
 
 /// Runs every fixture for the plugin's kind.
 pub fn check(plugin: &LoadedPlugin) -> CheckReport {
+    let budgeted = Budgeted::new(plugin);
     let fixtures = match plugin.kind() {
-        PluginKind::Scheduler => scheduler_fixtures(plugin),
-        PluginKind::Validator => validator_fixtures(plugin),
-        PluginKind::Selector => selector_fixtures(plugin),
+        PluginKind::Scheduler => scheduler_fixtures(&budgeted),
+        PluginKind::Validator => validator_fixtures(&budgeted),
+        PluginKind::Selector => selector_fixtures(&budgeted),
     };
     CheckReport {
         plugin: plugin.info().into(),
@@ -98,6 +167,7 @@ pub fn check(plugin: &LoadedPlugin) -> CheckReport {
         ),
         passed: fixtures.iter().all(|f| f.ok),
         fixtures,
+        note: CHECK_NOTE,
     }
 }
 
@@ -166,7 +236,7 @@ pub fn sample_snapshot(users: usize, jobs: usize) -> Snapshot {
     }
 }
 
-fn scheduler_fixtures(plugin: &LoadedPlugin) -> Vec<FixtureResult> {
+fn scheduler_fixtures(plugin: &Budgeted<'_>) -> Vec<FixtureResult> {
     let mut out = Vec::new();
     let empty = sample_snapshot(3, 0);
     out.push(result(
@@ -217,7 +287,7 @@ fn scheduler_fixtures(plugin: &LoadedPlugin) -> Vec<FixtureResult> {
 
 // ---------------------------------------------------------------- validator
 
-fn validator_fixtures(plugin: &LoadedPlugin) -> Vec<FixtureResult> {
+fn validator_fixtures(plugin: &Budgeted<'_>) -> Vec<FixtureResult> {
     let mut out = Vec::new();
     let mut claimed = 0;
     for (name, json) in builtin::templates() {
@@ -397,7 +467,7 @@ pub fn sample_job(kind: &str, width: u32, height: u32, frames: u32) -> JobInfo {
     }
 }
 
-fn selector_fixtures(plugin: &LoadedPlugin) -> Vec<FixtureResult> {
+fn selector_fixtures(plugin: &Budgeted<'_>) -> Vec<FixtureResult> {
     let mut out = Vec::new();
     let jobs = [
         (

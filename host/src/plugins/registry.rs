@@ -110,14 +110,14 @@ impl Registry {
     /// An empty registry: every slot decides by its built-in default.
     pub fn new(engine: Arc<PluginEngine>, policy: FailurePolicy, unclaimed: Unclaimed) -> Self {
         Registry {
-            engine,
             policy,
             unclaimed,
-            scheduler: Slot::new("scheduler", policy),
-            selector: Slot::new("selector", policy),
+            scheduler: Slot::new("scheduler", policy, engine.slot_lane("scheduler")),
+            selector: Slot::new("selector", policy, engine.slot_lane("selector")),
             validators: RwLock::new(BTreeMap::new()),
             versions: Mutex::new(HashMap::new()),
             shadow: Shadow::default(),
+            engine,
         }
     }
 
@@ -206,6 +206,11 @@ impl Registry {
         Ok(self.shadow.status())
     }
 
+    /// The engine every plugin runs on.
+    pub fn engine(&self) -> &Arc<PluginEngine> {
+        &self.engine
+    }
+
     /// The shadow run (its candidate and counts).
     pub fn shadow(&self) -> &Shadow {
         &self.shadow
@@ -226,9 +231,27 @@ impl Registry {
     pub fn pick_next(&self, snapshot: &Snapshot) -> Decision<Option<u32>> {
         decide(
             &self.scheduler,
-            |p| p.pick_next(snapshot),
+            |p, lane| p.pick_next_in(lane, snapshot),
             || fallback::pick_next(snapshot),
         )
+    }
+
+    /// Counts a scheduler answer the dispatcher could not use (its job was
+    /// no longer pending, or its owner had reached their cap by the time
+    /// the job was claimed) against the plugin that gave it, if that plugin
+    /// is still active. Returns whether it was counted.
+    pub fn scheduler_answer_unusable(&self, by: &DecidedBy, reason: &str) -> bool {
+        let DecidedBy::Plugin(label) = by else {
+            return false;
+        };
+        let Some(plugin) = self.scheduler.active().filter(|p| p.label() == label) else {
+            return false;
+        };
+        self.scheduler.record_failure(
+            &plugin,
+            &PluginError::BadAnswer(format!("the dispatcher could not use its choice: {reason}")),
+        );
+        true
     }
 
     /// Which backend runs `job`. Never fails: the built-in selector decides
@@ -236,7 +259,7 @@ impl Registry {
     pub fn select(&self, job: &JobInfo, backends: &[Backend]) -> Decision<Result<u32, String>> {
         decide(
             &self.selector,
-            |p| p.select(job, backends),
+            |p, lane| p.select_in(lane, job, backends),
             || fallback::select(job, backends),
         )
     }
@@ -252,7 +275,7 @@ impl Registry {
                 continue;
             };
             let started = std::time::Instant::now();
-            let verdict = plugin.validate(graph);
+            let verdict = plugin.validate_in(slot.lane(), graph);
             crate::observe::recorder().plugin_call(
                 plugin.label(),
                 slot.name(),
@@ -272,6 +295,15 @@ impl Registry {
                     return Validation::Rejected {
                         problems,
                         by: plugin.label().to_string(),
+                    };
+                }
+                Err(error) if !error.is_plugins_fault() => {
+                    slot.record_failure(&plugin, &error);
+                    return Validation::Refused {
+                        reason: format!(
+                            "the host is busy and validator {} could not check this prompt in time; try again in a moment",
+                            plugin.label()
+                        ),
                     };
                 }
                 Err(error) => {
@@ -334,7 +366,10 @@ impl Registry {
                 SlotRef::Shared(
                     validators
                         .entry(name.clone())
-                        .or_insert_with(|| Arc::new(Slot::new(name, self.policy)))
+                        .or_insert_with(|| {
+                            let lane = self.engine.slot_lane(&name);
+                            Arc::new(Slot::new(name, self.policy, lane))
+                        })
                         .clone(),
                 )
             }
@@ -376,7 +411,7 @@ impl std::ops::Deref for SlotRef<'_> {
 /// Asks the slot's plugin; on any failure, counts it and asks the default.
 fn decide<T>(
     slot: &Slot,
-    ask: impl FnOnce(&LoadedPlugin) -> Result<T, PluginError>,
+    ask: impl FnOnce(&LoadedPlugin, &super::lanes::Lane) -> Result<T, PluginError>,
     default: impl FnOnce() -> T,
 ) -> Decision<T> {
     let Some(plugin) = slot.active() else {
@@ -389,7 +424,7 @@ fn decide<T>(
         };
     };
     let started = std::time::Instant::now();
-    let answer = ask(&plugin);
+    let answer = ask(&plugin, slot.lane());
     crate::observe::recorder().plugin_call(
         plugin.label(),
         slot.name(),

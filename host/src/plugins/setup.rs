@@ -17,6 +17,7 @@ use crate::config::{ConfigError, PluginsConfig};
 pub fn registry_from_config(config: &PluginsConfig, data_dir: &Path) -> anyhow::Result<Registry> {
     let runtime = RuntimeConfig {
         max_instances: config.max_instances,
+        instances_per_slot: config.instances_per_slot,
         max_memory_mib: config.max_memory_mib,
         ..RuntimeConfig::default()
     };

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::component::LoadedPlugin;
 use super::error::PluginError;
+use super::lanes::Lane;
 
 /// When a misbehaving plugin is switched off.
 #[derive(Debug, Clone, Copy)]
@@ -55,12 +56,20 @@ pub struct SlotStatus {
     pub last_error: Option<String>,
     /// Why the plugin was disabled, if it was.
     pub disabled: Option<String>,
+    /// Calls the default answered that were not the plugin's fault (a busy
+    /// host, no free instance in the slot's share), since activation.
+    pub not_counted: u64,
+    /// Plugin instances of the slot's share in use now.
+    pub instances_in_use: u32,
+    /// The slot's share of the instance pool.
+    pub instance_share: u32,
 }
 
 #[derive(Default)]
 struct Health {
     window: VecDeque<Instant>,
     total: u64,
+    not_counted: u64,
     last_error: Option<String>,
     disabled: Option<String>,
 }
@@ -69,6 +78,7 @@ struct Health {
 pub struct Slot {
     name: String,
     policy: FailurePolicy,
+    lane: Lane,
     active: ArcSwapOption<LoadedPlugin>,
     history: Mutex<Vec<Arc<LoadedPlugin>>>,
     health: Mutex<Health>,
@@ -80,11 +90,12 @@ pub struct Slot {
 pub struct NothingToRollBack(pub String);
 
 impl Slot {
-    /// An empty slot.
-    pub fn new(name: impl Into<String>, policy: FailurePolicy) -> Self {
+    /// An empty slot whose calls hold at most `lane`'s share of instances.
+    pub fn new(name: impl Into<String>, policy: FailurePolicy, lane: Lane) -> Self {
         Slot {
             name: name.into(),
             policy,
+            lane,
             active: ArcSwapOption::empty(),
             history: Mutex::new(Vec::new()),
             health: Mutex::new(Health::default()),
@@ -94,6 +105,11 @@ impl Slot {
     /// The slot's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The slot's share of the instance pool: every call of its plugin runs in it.
+    pub fn lane(&self) -> &Lane {
+        &self.lane
     }
 
     /// The plugin that decides now; `None` when empty or disabled.
@@ -134,7 +150,14 @@ impl Slot {
     /// Records a failure of `plugin`. Returns true when this failure disabled it.
     /// A failure of a version that is no longer active (a call that started
     /// before a swap) is logged but does not count against the new version.
+    /// A failure that is not the plugin's fault (a busy host, a full share)
+    /// is noted for the operator and never counted.
     pub fn record_failure(&self, plugin: &LoadedPlugin, error: &PluginError) -> bool {
+        if !error.is_plugins_fault() {
+            tracing::info!(slot = %self.name, plugin = plugin.label(), cause = error.cause(), %error, "plugin not asked in time (not its failure); built-in default decides");
+            lock(&self.health).not_counted += 1;
+            return false;
+        }
         tracing::warn!(slot = %self.name, plugin = plugin.label(), cause = error.cause(), %error, "plugin failed; built-in default decides");
         let still_active = self
             .active
@@ -184,6 +207,7 @@ impl Slot {
     pub fn status(&self) -> SlotStatus {
         let active = self.active();
         let health = lock(&self.health);
+        let (instances_in_use, instance_share) = self.lane.usage();
         SlotStatus {
             slot: self.name.clone(),
             active: active.as_ref().map(|p| p.label().to_string()),
@@ -197,6 +221,9 @@ impl Slot {
             total_failures: health.total,
             last_error: health.last_error.clone(),
             disabled: health.disabled.clone(),
+            not_counted: health.not_counted,
+            instances_in_use,
+            instance_share,
         }
     }
 }
