@@ -11,7 +11,9 @@
 //!   is still stopped at a wall-clock backstop ([`WALL_BACKSTOP_FACTOR`] ×
 //!   the deadline, at least deadline + [`MIN_WALL_SLACK`]), so nothing waits
 //!   on a plugin for long, but that stop is reported as
-//!   [`Overrun::HostBusy`], which the slot does not count.
+//!   [`Overrun::HostBusy`], which the slot does not count, unless the
+//!   plugin had used half its budget or more by then (see
+//!   [`CallBudget::at_backstop`]).
 //! - Thread CPU time rather than fuel: it needs no per-instruction metering
 //!   (fuel costs every call a little and must be calibrated per guest
 //!   language: an interpreter burns far more instructions per decision than
@@ -92,11 +94,24 @@ impl CallBudget {
         let wall = self.wall_limit.checked_sub(self.wall());
         match (own, wall) {
             (None, _) | (Some(Duration::ZERO), _) => Err(Overrun::OwnTime),
-            (_, None) | (_, Some(Duration::ZERO)) => Err(Overrun::HostBusy),
+            (_, None) | (_, Some(Duration::ZERO)) => Err(self.at_backstop()),
             // Own time never runs faster than the wall clock, so the nearer
             // of the two limits is the one to wait for.
             (Some(own), Some(wall)) if own <= wall => Ok((own, Overrun::OwnTime)),
             (Some(_), Some(wall)) => Ok((wall, Overrun::HostBusy)),
+        }
+    }
+
+    /// Whose overrun a stop at the wall-clock backstop is: the plugin's if
+    /// it had used at least half its own budget by then (it was computing
+    /// or sleeping a lot, and only the busy host kept it from running out),
+    /// else the host's. So a looping plugin is still counted on a loaded
+    /// machine, and a plugin that needed little of its budget never is.
+    pub fn at_backstop(&self) -> Overrun {
+        if self.own() * 2 >= self.own_limit {
+            Overrun::OwnTime
+        } else {
+            Overrun::HostBusy
         }
     }
 }
@@ -151,5 +166,8 @@ mod tests {
         let mut idle = CallBudget::start(Duration::from_millis(20));
         idle.started -= Duration::from_millis(300);
         assert_eq!(idle.remaining(), Err(Overrun::HostBusy));
+        // Half the budget used by then: the plugin's overrun after all.
+        idle.add_waited(Duration::from_millis(12));
+        assert_eq!(idle.remaining(), Err(Overrun::OwnTime));
     }
 }

@@ -68,10 +68,83 @@ pub const CHECK_NOTE: &str = "The check tests the plugin's behaviour on sample i
      deciding meanwhile.";
 
 /// The plugin as the fixtures call it: after a call runs out of time, the
-/// remaining fixtures fail at once instead of waiting out a deadline each.
+/// remaining fixtures fail at once instead of waiting out a deadline each;
+/// and every snapshot and job is disguised ([`Disguise`]) so the fixtures
+/// do not look the same from one check to the next.
 struct Budgeted<'a> {
     plugin: &'a LoadedPlugin,
     out_of_time: RefCell<Option<PluginError>>,
+    disguise: Disguise,
+}
+
+/// Per-check variation of the fixtures (issue 17 item 7): the clock is the
+/// real one (the plugin can read it too), and user names and job ids are
+/// random, so a plugin cannot recognise "the check" by a fixed time or name.
+/// It makes cheating harder, not impossible: see [`CHECK_NOTE`].
+struct Disguise {
+    now_ms: u64,
+    id_offset: u64,
+    names: Vec<String>,
+}
+
+impl Disguise {
+    fn new() -> Self {
+        use rand::Rng as _;
+        let mut rng = rand::rng();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let names = (0..256)
+            .map(|_| {
+                let len = rng.random_range(4..10);
+                (0..len)
+                    .map(|_| char::from(rng.random_range(b'a'..=b'z')))
+                    .collect::<String>()
+            })
+            .collect();
+        Disguise {
+            now_ms,
+            id_offset: rng.random_range(1_000..50_000_000),
+            names,
+        }
+    }
+
+    fn name(&self, index: usize) -> String {
+        // Unique within a snapshot even if two random names collide.
+        let base = &self.names[index % self.names.len()];
+        match index / self.names.len() {
+            0 => base.clone(),
+            n => format!("{base}{n}"),
+        }
+    }
+
+    /// The same queue (same indices, same order of times), renamed, renumbered
+    /// and moved to the real clock.
+    fn snapshot(&self, snapshot: &Snapshot) -> Snapshot {
+        let mut out = snapshot.clone();
+        let shift = |t: u64| (t + self.now_ms).saturating_sub(snapshot.now_ms);
+        out.now_ms = self.now_ms;
+        for job in &mut out.pending {
+            job.id += self.id_offset;
+            job.submitted_at_ms = shift(job.submitted_at_ms);
+        }
+        for job in &mut out.running {
+            job.id += self.id_offset;
+            job.started_at_ms = shift(job.started_at_ms);
+        }
+        for (index, user) in out.users.iter_mut().enumerate() {
+            user.name = self.name(index);
+            user.last_dispatched_at_ms = user.last_dispatched_at_ms.map(shift);
+        }
+        out
+    }
+
+    fn job(&self, job: &JobInfo) -> JobInfo {
+        let mut out = job.clone();
+        out.id += self.id_offset;
+        out.user = self.name(out.id as usize);
+        out
+    }
 }
 
 impl<'a> Budgeted<'a> {
@@ -79,6 +152,7 @@ impl<'a> Budgeted<'a> {
         Budgeted {
             plugin,
             out_of_time: RefCell::new(None),
+            disguise: Disguise::new(),
         }
     }
 
@@ -99,7 +173,8 @@ impl<'a> Budgeted<'a> {
     }
 
     fn pick_next(&self, snapshot: &Snapshot) -> Result<Option<u32>, PluginError> {
-        self.call(|p| p.pick_next(snapshot))
+        let snapshot = self.disguise.snapshot(snapshot);
+        self.call(|p| p.pick_next(&snapshot))
     }
 
     fn validate(&self, graph: &[Node]) -> Result<Verdict, PluginError> {
@@ -111,7 +186,8 @@ impl<'a> Budgeted<'a> {
         job: &JobInfo,
         backends: &[Backend],
     ) -> Result<Result<u32, String>, PluginError> {
-        self.call(|p| p.select(job, backends))
+        let job = self.disguise.job(job);
+        self.call(|p| p.select(&job, backends))
     }
 }
 
@@ -509,4 +585,32 @@ fn selector_fixtures(plugin: &Budgeted<'_>) -> Vec<FixtureResult> {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_check_disguises_the_same_fixture_differently_and_keeps_its_shape() {
+        let fixture = sample_snapshot(3, 10);
+        let (a, b) = (Disguise::new(), Disguise::new());
+        let (one, two) = (a.snapshot(&fixture), b.snapshot(&fixture));
+        assert_ne!(
+            (one.pending[0].id, &one.users[0].name),
+            (two.pending[0].id, &two.users[0].name)
+        );
+        assert_ne!(
+            one.now_ms, fixture.now_ms,
+            "the real clock, not a fixed one"
+        );
+        // Same indices, owners and order of times: the right answer is unchanged.
+        for (x, y) in fixture.pending.iter().zip(&one.pending) {
+            assert_eq!(x.user, y.user);
+            assert_eq!(
+                fixture.now_ms - x.submitted_at_ms,
+                one.now_ms - y.submitted_at_ms
+            );
+        }
+    }
 }

@@ -398,9 +398,7 @@ impl LoadedPlugin {
         call: impl FnOnce(&mut Store<PluginState>, &WorldPre) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         // Held until the store is gone (declared first, dropped last).
-        let _permits = lane
-            .enter(&self.engine.pool)
-            .map_err(PluginError::Busy)?;
+        let _permits = lane.enter(&self.engine.pool).map_err(PluginError::Busy)?;
         let memory_cap = self.limits.memory_mib << 20;
         let deadline = Duration::from_millis(self.limits.deadline_ms);
         let mut store = Store::new(

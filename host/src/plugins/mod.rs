@@ -54,6 +54,9 @@ pub mod slot;
 pub use component::{CallLimits, LimitsTable, LoadedPlugin};
 pub use engine::{PluginEngine, RuntimeConfig, TICK};
 pub use error::PluginError;
-pub use registry::{DecidedBy, Decision, Registry, RegistryError, Unclaimed, Validation};
+pub use registry::{
+    DecidedBy, Decision, DisabledValidator, Registry, RegistryError, StoredVersion, Unclaimed,
+    Validation, ValidatorPolicy,
+};
 pub use sandbox::PluginState;
 pub use setup::registry_from_config;

@@ -32,7 +32,7 @@ use wasmtime_wasi::runtime::in_tokio;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::v0_1_0::log::{self, Level};
-use super::budget::CallBudget;
+use super::budget::{CallBudget, Overrun};
 
 /// Most `log` lines one call may emit; the rest are counted and dropped.
 const MAX_LOG_LINES: usize = 64;
@@ -269,9 +269,10 @@ impl BoundedIo<'_> {
         let table = &mut *self.table;
         let outcome = in_tokio(async move { tokio::time::timeout(left, wait(table)).await });
         self.budget.add_waited(started.elapsed());
-        match outcome {
-            Ok(result) => result,
-            Err(_) => Err(limit.into()),
+        match (outcome, limit) {
+            (Ok(result), _) => result,
+            (Err(_), Overrun::OwnTime) => Err(Overrun::OwnTime.into()),
+            (Err(_), Overrun::HostBusy) => Err(self.budget.at_backstop().into()),
         }
     }
 }

@@ -31,6 +31,7 @@ fn registry(max_instances: u32, instances_per_slot: u32) -> Registry {
         FailurePolicy {
             max_failures: 5,
             window: Duration::from_secs(60),
+            retry_after: None,
         },
         Unclaimed::Accept,
     )
