@@ -31,6 +31,10 @@ const FIXTURES: &[&str] = &[
     "hostile-memory",
     "hostile-panic",
     "hostile-nonsense",
+    "hostile-sleep",
+    "hostile-sleep-validator",
+    "hostile-sleep-selector",
+    "hostile-capped",
 ];
 
 fn main() {

@@ -41,7 +41,7 @@ mod prewarm;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 
 use crate::auth::{Role, require_role};
 use crate::front::{ApiError, Front};
@@ -109,6 +109,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/attendees/{name}/password", post(accounts::reset_password))
         .route("/plugins", get(plugins::status).post(plugins::upload))
         .route("/plugins/{hash}/activate", post(plugins::activate))
+        .route("/plugins/slots/{slot}", delete(plugins::remove_slot))
         .route("/plugins/slots/{slot}/rollback", post(plugins::rollback))
         .route(
             "/plugins/shadow",

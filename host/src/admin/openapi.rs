@@ -265,8 +265,14 @@ pub struct CostsView {
 /// `GET /admin/api/plugins`.
 #[derive(Serialize, ToSchema)]
 pub struct PluginsView {
-    /// Every slot and its active plugin.
+    /// Every slot and its active plugin, history (by hash) and health.
     pub slots: Vec<crate::plugins::slot::SlotStatus>,
+    /// Every stored version: any of them can be activated by hash.
+    pub versions: Vec<crate::plugins::StoredVersion>,
+    /// The order validators are asked in, and what a disabled one means.
+    pub validators: crate::plugins::ValidatorPolicy,
+    /// `{"in_use", "pool"}`: plugin instances alive now, and the pool size.
+    pub instances: serde_json::Value,
     /// The shadow run's counts and recent disagreements.
     pub shadow: serde_json::Value,
 }
@@ -323,6 +329,7 @@ pub struct SlotChange {
         super::plugins::upload,
         super::plugins::activate,
         super::plugins::rollback,
+        super::plugins::remove_slot,
         super::plugins::set_shadow,
         super::plugins::clear_shadow,
         super::control::pools,

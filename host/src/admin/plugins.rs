@@ -1,5 +1,7 @@
 //! Plugins at runtime: upload a component, see its check report, activate
-//! it into its slot, roll a slot back, run a candidate scheduler in shadow.
+//! it (or any stored version, built-ins included, by hash) into its slot,
+//! roll a slot back to the version active before, remove a validator slot,
+//! run a candidate scheduler in shadow.
 //!
 //! Policy: an upload is capped (`MAX_UPLOAD`), compiled with the limits the
 //! configuration gives its name and slot, and run through the same
@@ -35,11 +37,18 @@ pub(super) fn body_limit() -> DefaultBodyLimit {
 #[utoipa::path(get, path = "/admin/api/plugins", operation_id = "plugin_status", tag = "plugins",
     responses((status = 200, description = "Every slot, and the shadow run", body = super::openapi::PluginsView))
 )]
-/// `GET /admin/api/plugins`: every slot, and the shadow run.
+/// `GET /admin/api/plugins`: every slot (with its history by hash), every
+/// stored version, how validators are arranged, the instance pool, and the
+/// shadow run.
 pub(super) async fn status(State(admin): State<Arc<Admin>>) -> Json<Value> {
+    let plugins = &admin.state.plugins;
+    let (in_use, size) = plugins.engine().pool_usage();
     Json(json!({
-        "slots": admin.state.plugins.status(),
-        "shadow": admin.state.plugins.shadow().status(),
+        "slots": plugins.status(),
+        "versions": plugins.versions(),
+        "validators": plugins.validator_policy(),
+        "instances": {"in_use": in_use, "pool": size},
+        "shadow": plugins.shadow().status(),
     }))
 }
 
@@ -213,10 +222,36 @@ pub(super) async fn activate(
     Ok(Json(json!({ "slot": slot, "active": hash })))
 }
 
+#[utoipa::path(delete, path = "/admin/api/plugins/slots/{slot}", operation_id = "remove_slot", tag = "plugins",
+    params(("slot" = String, Path, description = "A validator slot, e.g. `validator:a-sleepy`")),
+    responses(
+        (status = 200, description = "`{\"removed\": slot}`: its plugin is asked no more", body = Object),
+        (status = 404, description = "No such validator slot", body = super::openapi::ApiErrorBody),
+        (status = 409, description = "The scheduler and selector slots cannot be removed", body = super::openapi::ApiErrorBody),
+    )
+)]
+/// `DELETE /admin/api/plugins/slots/{slot}`: removes a validator slot. Its
+/// versions stay stored; activating one brings the slot back.
+pub(super) async fn remove_slot(
+    State(admin): State<Arc<Admin>>,
+    Path(slot): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    admin
+        .state
+        .plugins
+        .remove_validator(&slot)
+        .map_err(|e| match e {
+            RegistryError::UnknownSlot(_) => ApiError::NotFound(e.to_string()),
+            other => ApiError::Conflict(other.to_string()),
+        })?;
+    tracing::info!(%slot, "validator slot removed by the operator");
+    Ok(Json(json!({ "removed": slot })))
+}
+
 #[utoipa::path(post, path = "/admin/api/plugins/slots/{slot}/rollback", operation_id = "rollback_slot", tag = "plugins",
     params(("slot" = String, Path, description = "The slot, e.g. `scheduler` or `validator:ltx2`")),
     responses(
-        (status = 200, description = "The slot is back on its previous version", body = super::openapi::SlotChange),
+        (status = 200, description = "The slot is back on the version active before the current (or disabled) one", body = super::openapi::SlotChange),
         (status = 409, description = "No such slot or nothing to roll back to", body = super::openapi::ApiErrorBody),
     )
 )]

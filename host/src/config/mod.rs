@@ -186,6 +186,12 @@ impl Config {
                 "must be between 1 and 10000",
             ));
         }
+        if p.instances_per_slot == 0 || p.instances_per_slot > p.max_instances {
+            return Err(ConfigError::new(
+                "plugins.instances_per_slot",
+                "must be between 1 and plugins.max_instances",
+            ));
+        }
         if self.timeouts.job_wait_secs == 0 {
             return Err(ConfigError::new(
                 "timeouts.job_wait_secs",

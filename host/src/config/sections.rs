@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plugins::Unclaimed;
+use crate::plugins::{DisabledValidator, Unclaimed};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -181,8 +181,25 @@ pub struct PluginsConfig {
     pub max_failures: u32,
     /// The failure window, in seconds.
     pub failure_window_secs: u64,
+    /// Retry a disabled plugin after this many seconds (a circuit breaker's
+    /// half-open state: one more failure disables it again). 0, the
+    /// default, keeps a disabled plugin off until the operator acts.
+    pub retry_disabled_after_secs: u64,
+    /// The order in which validators are asked, by validator name (e.g.
+    /// `["ltx2", "flux2-klein"]`); validators not listed follow, by name.
+    pub validator_order: Vec<String>,
+    /// What a disabled validator means for the prompts it would have been
+    /// asked about: `skip` (it is passed over; the next validators and then
+    /// `unclaimed` decide) or `refuse` (while any validator is disabled,
+    /// prompts no other validator claims are refused).
+    pub disabled_validator: DisabledValidator,
     /// Plugin instances alive at once (the pooling allocator's size).
     pub max_instances: u32,
+    /// Instances one slot (the scheduler, the selector, each validator) may
+    /// hold at once: its share of `max_instances`. A call beyond it waits
+    /// briefly, then the built-in default decides without counting a
+    /// failure. The shadow scheduler always gets one.
+    pub instances_per_slot: u32,
     /// The largest memory any plugin may be configured for, in MiB.
     pub max_memory_mib: usize,
     /// `[plugins.limits.<name or slot>]`: deadline and memory cap for one
@@ -227,7 +244,11 @@ impl Default for PluginsConfig {
             memory_mib: 64,
             max_failures: 5,
             failure_window_secs: 300,
+            retry_disabled_after_secs: 0,
+            validator_order: Vec::new(),
+            disabled_validator: DisabledValidator::Skip,
             max_instances: 64,
+            instances_per_slot: 8,
             max_memory_mib: 512,
             limits: BTreeMap::new(),
         }

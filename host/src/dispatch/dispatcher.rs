@@ -225,7 +225,13 @@ impl Dispatcher {
             .await
         {
             Ok(job) => job,
-            Err(StoreError::AtRunningCap { .. } | StoreError::InvalidTransition { .. }) => {
+            Err(e @ (StoreError::AtRunningCap { .. } | StoreError::InvalidTransition { .. })) => {
+                // An answer the dispatcher cannot use is the scheduler's
+                // failure: counted, so a plugin that keeps giving one is
+                // disabled and the built-in default decides, instead of
+                // being asked again and again.
+                self.plugins
+                    .scheduler_answer_unusable(&decision.by, &e.to_string());
                 return Ok(true);
             }
             Err(e) => return Err(e),
@@ -245,14 +251,21 @@ impl Dispatcher {
 
     /// Puts the decision just made to the shadow scheduler, if one is set,
     /// on a blocking thread nobody waits for: a slow or broken candidate
-    /// never delays dispatch.
+    /// never delays dispatch, and one still busy misses this decision.
     fn ask_shadow(
         &self,
         snapshot: api::Snapshot,
         ids: Vec<crate::queue::JobId>,
         chosen: Option<crate::queue::JobId>,
     ) {
-        if self.plugins.shadow().candidate().is_none() {
+        let shadow = self.plugins.shadow();
+        if shadow.candidate().is_none() {
+            return;
+        }
+        // At most one shadow call at a time: no thread is started for a
+        // decision it would drop anyway.
+        if shadow.busy() {
+            shadow.drop_decision();
             return;
         }
         let plugins = self.plugins.clone();

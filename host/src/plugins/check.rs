@@ -6,7 +6,19 @@
 //! that never schedules or ignores caps, a validator that refuses the
 //! workshop's own templates or trips over a malformed graph, a selector that
 //! picks a full pool. A trap, deadline or memory-cap failure on any fixture
-//! fails the check with that reason.
+//! fails the check with that reason; once one fixture has run out of time
+//! the rest are failed without calling the plugin again, so checking a
+//! plugin that sleeps or loops takes one deadline, not one per fixture.
+//!
+//! **What a check is not.** It tests behaviour on fixtures: it tells an
+//! author their plugin is wrong, it cannot prove a plugin honest. A plugin
+//! can tell a fixture from live traffic if it tries, so passing the check is
+//! no security boundary: the sandbox is (no capabilities, an own-time
+//! deadline that also bounds sleeps, a memory cap, a per-slot share of
+//! instances, failures counted and the plugin disabled, the built-in
+//! default deciding). Every report says so in its `note`.
+
+use std::cell::RefCell;
 
 use serde::Serialize;
 
@@ -45,6 +57,138 @@ pub struct CheckReport {
     pub fixtures: Vec<FixtureResult>,
     /// True when every fixture passed.
     pub passed: bool,
+    /// What passing means (and does not).
+    pub note: &'static str,
+}
+
+/// The sentence every report carries.
+pub const CHECK_NOTE: &str = "The check tests the plugin's behaviour on sample inputs; it is not \
+     a security boundary. The sandbox is: no files, network or environment, a deadline and a \
+     memory cap per call, failures counted and the plugin disabled, the built-in default \
+     deciding meanwhile.";
+
+/// The plugin as the fixtures call it: after a call runs out of time, the
+/// remaining fixtures fail at once instead of waiting out a deadline each;
+/// and every snapshot and job is disguised ([`Disguise`]) so the fixtures
+/// do not look the same from one check to the next.
+struct Budgeted<'a> {
+    plugin: &'a LoadedPlugin,
+    out_of_time: RefCell<Option<PluginError>>,
+    disguise: Disguise,
+}
+
+/// Per-check variation of the fixtures (issue 17 item 7): the clock is the
+/// real one (the plugin can read it too), and user names and job ids are
+/// random, so a plugin cannot recognise "the check" by a fixed time or name.
+/// It makes cheating harder, not impossible: see [`CHECK_NOTE`].
+struct Disguise {
+    now_ms: u64,
+    id_offset: u64,
+    names: Vec<String>,
+}
+
+impl Disguise {
+    fn new() -> Self {
+        use rand::Rng as _;
+        let mut rng = rand::rng();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let names = (0..256)
+            .map(|_| {
+                let len = rng.random_range(4..10);
+                (0..len)
+                    .map(|_| char::from(rng.random_range(b'a'..=b'z')))
+                    .collect::<String>()
+            })
+            .collect();
+        Disguise {
+            now_ms,
+            id_offset: rng.random_range(1_000..50_000_000),
+            names,
+        }
+    }
+
+    fn name(&self, index: usize) -> String {
+        // Unique within a snapshot even if two random names collide.
+        let base = &self.names[index % self.names.len()];
+        match index / self.names.len() {
+            0 => base.clone(),
+            n => format!("{base}{n}"),
+        }
+    }
+
+    /// The same queue (same indices, same order of times), renamed, renumbered
+    /// and moved to the real clock.
+    fn snapshot(&self, snapshot: &Snapshot) -> Snapshot {
+        let mut out = snapshot.clone();
+        let shift = |t: u64| (t + self.now_ms).saturating_sub(snapshot.now_ms);
+        out.now_ms = self.now_ms;
+        for job in &mut out.pending {
+            job.id += self.id_offset;
+            job.submitted_at_ms = shift(job.submitted_at_ms);
+        }
+        for job in &mut out.running {
+            job.id += self.id_offset;
+            job.started_at_ms = shift(job.started_at_ms);
+        }
+        for (index, user) in out.users.iter_mut().enumerate() {
+            user.name = self.name(index);
+            user.last_dispatched_at_ms = user.last_dispatched_at_ms.map(shift);
+        }
+        out
+    }
+
+    fn job(&self, job: &JobInfo) -> JobInfo {
+        let mut out = job.clone();
+        out.id += self.id_offset;
+        out.user = self.name(out.id as usize);
+        out
+    }
+}
+
+impl<'a> Budgeted<'a> {
+    fn new(plugin: &'a LoadedPlugin) -> Self {
+        Budgeted {
+            plugin,
+            out_of_time: RefCell::new(None),
+            disguise: Disguise::new(),
+        }
+    }
+
+    fn call<T>(
+        &self,
+        ask: impl FnOnce(&LoadedPlugin) -> Result<T, PluginError>,
+    ) -> Result<T, PluginError> {
+        if let Some(earlier) = self.out_of_time.borrow().as_ref() {
+            return Err(PluginError::Runtime(format!(
+                "was not asked: it already {earlier} on an earlier fixture"
+            )));
+        }
+        let answer = ask(self.plugin);
+        if let Err(e @ (PluginError::Deadline { .. } | PluginError::HostBusy { .. })) = &answer {
+            *self.out_of_time.borrow_mut() = Some(e.clone());
+        }
+        answer
+    }
+
+    fn pick_next(&self, snapshot: &Snapshot) -> Result<Option<u32>, PluginError> {
+        let snapshot = self.disguise.snapshot(snapshot);
+        self.call(|p| p.pick_next(&snapshot))
+    }
+
+    fn validate(&self, graph: &[Node]) -> Result<Verdict, PluginError> {
+        self.call(|p| p.validate(graph))
+    }
+
+    fn select(
+        &self,
+        job: &JobInfo,
+        backends: &[Backend],
+    ) -> Result<Result<u32, String>, PluginError> {
+        let job = self.disguise.job(job);
+        self.call(|p| p.select(&job, backends))
+    }
 }
 
 /// `describe()` in serialisable form.
@@ -82,10 +226,11 @@ pub fn kind_name(kind: PluginKind) -> &'static str {
 
 /// Runs every fixture for the plugin's kind.
 pub fn check(plugin: &LoadedPlugin) -> CheckReport {
+    let budgeted = Budgeted::new(plugin);
     let fixtures = match plugin.kind() {
-        PluginKind::Scheduler => scheduler_fixtures(plugin),
-        PluginKind::Validator => validator_fixtures(plugin),
-        PluginKind::Selector => selector_fixtures(plugin),
+        PluginKind::Scheduler => scheduler_fixtures(&budgeted),
+        PluginKind::Validator => validator_fixtures(&budgeted),
+        PluginKind::Selector => selector_fixtures(&budgeted),
     };
     CheckReport {
         plugin: plugin.info().into(),
@@ -98,6 +243,7 @@ pub fn check(plugin: &LoadedPlugin) -> CheckReport {
         ),
         passed: fixtures.iter().all(|f| f.ok),
         fixtures,
+        note: CHECK_NOTE,
     }
 }
 
@@ -166,7 +312,7 @@ pub fn sample_snapshot(users: usize, jobs: usize) -> Snapshot {
     }
 }
 
-fn scheduler_fixtures(plugin: &LoadedPlugin) -> Vec<FixtureResult> {
+fn scheduler_fixtures(plugin: &Budgeted<'_>) -> Vec<FixtureResult> {
     let mut out = Vec::new();
     let empty = sample_snapshot(3, 0);
     out.push(result(
@@ -217,7 +363,7 @@ fn scheduler_fixtures(plugin: &LoadedPlugin) -> Vec<FixtureResult> {
 
 // ---------------------------------------------------------------- validator
 
-fn validator_fixtures(plugin: &LoadedPlugin) -> Vec<FixtureResult> {
+fn validator_fixtures(plugin: &Budgeted<'_>) -> Vec<FixtureResult> {
     let mut out = Vec::new();
     let mut claimed = 0;
     for (name, json) in builtin::templates() {
@@ -397,7 +543,7 @@ pub fn sample_job(kind: &str, width: u32, height: u32, frames: u32) -> JobInfo {
     }
 }
 
-fn selector_fixtures(plugin: &LoadedPlugin) -> Vec<FixtureResult> {
+fn selector_fixtures(plugin: &Budgeted<'_>) -> Vec<FixtureResult> {
     let mut out = Vec::new();
     let jobs = [
         (
@@ -439,4 +585,32 @@ fn selector_fixtures(plugin: &LoadedPlugin) -> Vec<FixtureResult> {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_check_disguises_the_same_fixture_differently_and_keeps_its_shape() {
+        let fixture = sample_snapshot(3, 10);
+        let (a, b) = (Disguise::new(), Disguise::new());
+        let (one, two) = (a.snapshot(&fixture), b.snapshot(&fixture));
+        assert_ne!(
+            (one.pending[0].id, &one.users[0].name),
+            (two.pending[0].id, &two.users[0].name)
+        );
+        assert_ne!(
+            one.now_ms, fixture.now_ms,
+            "the real clock, not a fixed one"
+        );
+        // Same indices, owners and order of times: the right answer is unchanged.
+        for (x, y) in fixture.pending.iter().zip(&one.pending) {
+            assert_eq!(x.user, y.user);
+            assert_eq!(
+                fixture.now_ms - x.submitted_at_ms,
+                one.now_ms - y.submitted_at_ms
+            );
+        }
+    }
 }

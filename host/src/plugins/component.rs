@@ -5,26 +5,36 @@
 //! world, and calls `describe()` once. Every later call runs in a fresh
 //! [`Store`] with the plugin's deadline and memory cap; the store is dropped
 //! after the call, so an instance that trapped is never entered again.
+//!
+//! A call first takes an instance of its caller's [`Lane`] and of the
+//! engine's pool (or reports [`PluginError::Busy`] without running); its
+//! store checks the call's [`CallBudget`](super::budget::CallBudget) at every
+//! epoch tick and stops it with the [`Overrun`] that ended it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::api::{Backend, JobInfo, Node, PluginInfo, PluginKind, Snapshot, Verdict};
 use super::bindings::v0_1_0::{
     SCHEDULER_EXPORT, SELECTOR_EXPORT, VALIDATOR_EXPORT, scheduler::SchedulerPre,
     selector::SelectorPre, validator::ValidatorPre,
 };
+use super::budget::Overrun;
 use super::engine::PluginEngine;
 use super::error::PluginError;
-use super::sandbox::PluginState;
+use super::lanes::Lane;
+use super::sandbox::{LogQuota, PluginState};
 
 /// Per-plugin call limits.
 #[derive(Debug, Clone, Copy)]
 pub struct CallLimits {
-    /// Wall-clock deadline for one call (instantiation included), in ms.
+    /// The call's own-time budget (instantiation included), in ms: its CPU
+    /// time plus the time it waits in `poll`. The wall clock stops it at a
+    /// multiple of this ([`super::budget`]) without counting a failure.
     pub deadline_ms: u64,
     /// Linear-memory cap for one call, in MiB.
     pub memory_mib: usize,
@@ -112,6 +122,7 @@ pub struct LoadedPlugin {
     label: Arc<str>,
     limits: CallLimits,
     size: usize,
+    quota: Arc<LogQuota>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -181,6 +192,7 @@ impl LoadedPlugin {
             hash,
             limits,
             size: bytes.len(),
+            quota: Arc::new(LogQuota::default()),
         };
         let info = plugin.describe()?;
         if info.kind != world {
@@ -230,42 +242,77 @@ impl LoadedPlugin {
         self.limits
     }
 
+    /// Log lines dropped this minute over the per-minute limit.
+    pub fn log_lines_dropped(&self) -> u64 {
+        self.quota.dropped()
+    }
+
     /// Calls `describe()` in a fresh instance.
     pub fn describe(&self) -> Result<PluginInfo, PluginError> {
-        self.with_store(|store, pre| match pre {
+        self.with_store(&self.engine.direct, |store, pre| match pre {
             WorldPre::Scheduler(p) => p.instantiate(&mut *store)?.call_describe(store),
             WorldPre::Validator(p) => p.instantiate(&mut *store)?.call_describe(store),
             WorldPre::Selector(p) => p.instantiate(&mut *store)?.call_describe(store),
         })
     }
 
-    /// Scheduler: the index of the pending job to run next, checked in range.
+    /// Scheduler: the index of the pending job to run next, checked in range
+    /// and against its owner's running cap (a direct call, outside any
+    /// slot's share).
     pub fn pick_next(&self, snapshot: &Snapshot) -> Result<Option<u32>, PluginError> {
+        self.pick_next_in(&self.engine.direct, snapshot)
+    }
+
+    /// [`LoadedPlugin::pick_next`] within `lane`'s share of the pool.
+    pub fn pick_next_in(
+        &self,
+        lane: &Lane,
+        snapshot: &Snapshot,
+    ) -> Result<Option<u32>, PluginError> {
         let WorldPre::Scheduler(pre) = &self.pre else {
             return Err(self.wrong_kind(PluginKind::Scheduler));
         };
-        let answer = self.with_store(|store, _| {
+        let answer = self.with_store(lane, |store, _| {
             pre.instantiate(&mut *store)?
                 .comfyume_plugin_scheduling()
                 .call_pick_next(store, snapshot)
         })?;
-        match answer {
-            Some(index) if index as usize >= snapshot.pending.len() => {
-                Err(PluginError::BadAnswer(format!(
-                    "pick-next returned index {index} but only {} jobs are pending",
-                    snapshot.pending.len()
-                )))
-            }
-            answer => Ok(answer),
+        let Some(index) = answer else {
+            return Ok(None);
+        };
+        let Some(job) = snapshot.pending.get(index as usize) else {
+            return Err(PluginError::BadAnswer(format!(
+                "pick-next returned index {index} but only {} jobs are pending",
+                snapshot.pending.len()
+            )));
+        };
+        // The dispatcher cannot start a job whose owner is at their running
+        // cap; the snapshot said so, so such an answer is the plugin's error
+        // (and asking again would get the same answer, forever).
+        if let Some(user) = snapshot.users.get(job.user as usize)
+            && let Some(cap) = user.max_running
+            && user.running >= cap
+        {
+            return Err(PluginError::BadAnswer(format!(
+                "pick-next chose job {} of {}, who is at their running cap ({}/{cap})",
+                job.id, user.name, user.running
+            )));
         }
+        Ok(Some(index))
     }
 
-    /// Validator: the verdict on a prompt graph, checked for consistency.
+    /// Validator: the verdict on a prompt graph, checked for consistency
+    /// (a direct call, outside any slot's share).
     pub fn validate(&self, graph: &[Node]) -> Result<Verdict, PluginError> {
+        self.validate_in(&self.engine.direct, graph)
+    }
+
+    /// [`LoadedPlugin::validate`] within `lane`'s share of the pool.
+    pub fn validate_in(&self, lane: &Lane, graph: &[Node]) -> Result<Verdict, PluginError> {
         let WorldPre::Validator(pre) = &self.pre else {
             return Err(self.wrong_kind(PluginKind::Validator));
         };
-        let verdict = self.with_store(|store, _| {
+        let verdict = self.with_store(lane, |store, _| {
             pre.instantiate(&mut *store)?
                 .comfyume_plugin_validation()
                 .call_validate(store, graph)
@@ -293,16 +340,27 @@ impl LoadedPlugin {
         }
     }
 
-    /// Selector: the index of the backend to use, or the reason none fits.
+    /// Selector: the index of the backend to use, or the reason none fits
+    /// (a direct call, outside any slot's share).
     pub fn select(
         &self,
+        job: &JobInfo,
+        backends: &[Backend],
+    ) -> Result<Result<u32, String>, PluginError> {
+        self.select_in(&self.engine.direct, job, backends)
+    }
+
+    /// [`LoadedPlugin::select`] within `lane`'s share of the pool.
+    pub fn select_in(
+        &self,
+        lane: &Lane,
         job: &JobInfo,
         backends: &[Backend],
     ) -> Result<Result<u32, String>, PluginError> {
         let WorldPre::Selector(pre) = &self.pre else {
             return Err(self.wrong_kind(PluginKind::Selector));
         };
-        let answer = self.with_store(|store, _| {
+        let answer = self.with_store(lane, |store, _| {
             pre.instantiate(&mut *store)?
                 .comfyume_plugin_selection()
                 .call_select(store, job, backends)
@@ -331,24 +389,50 @@ impl LoadedPlugin {
         ))
     }
 
-    /// Runs `call` in a fresh store with this plugin's limits, and turns a
-    /// wasmtime error into a [`PluginError`] that says what happened.
+    /// Runs `call` in a fresh store with this plugin's limits, within
+    /// `lane`'s share of the pool, and turns a wasmtime error into a
+    /// [`PluginError`] that says what happened.
     fn with_store<R>(
         &self,
+        lane: &Lane,
         call: impl FnOnce(&mut Store<PluginState>, &WorldPre) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
+        // Held until the store is gone (declared first, dropped last).
+        let _permits = lane.enter(&self.engine.pool).map_err(PluginError::Busy)?;
         let memory_cap = self.limits.memory_mib << 20;
+        let deadline = Duration::from_millis(self.limits.deadline_ms);
         let mut store = Store::new(
             &self.engine.engine,
-            PluginState::new(self.label.clone(), memory_cap),
+            PluginState::new(self.label.clone(), memory_cap, deadline, self.quota.clone()),
         );
         store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(PluginEngine::ticks_for(self.limits.deadline_ms));
-        store.epoch_deadline_trap();
+        store.set_epoch_deadline(PluginEngine::ticks_for(deadline));
+        // At each check: stop the call if its budget is spent, else look
+        // again when the nearer limit could next be reached.
+        store.epoch_deadline_callback(|store| match store.data().budget.remaining() {
+            Ok((left, _)) => Ok(UpdateDeadline::Continue(PluginEngine::ticks_for(left))),
+            Err(overrun) => Err(overrun.into()),
+        });
         let result = call(&mut store, &self.pre);
         let state = store.into_data();
         let last_stderr = state.finish();
+        let (own, wall) = (state.budget.own(), state.budget.wall());
         result.map_err(|error| {
+            match error.downcast_ref::<Overrun>() {
+                Some(Overrun::OwnTime) => {
+                    return PluginError::Deadline {
+                        deadline_ms: self.limits.deadline_ms,
+                    };
+                }
+                Some(Overrun::HostBusy) => {
+                    return PluginError::HostBusy {
+                        own_ms: own.as_millis() as u64,
+                        wall_ms: wall.as_millis() as u64,
+                        deadline_ms: self.limits.deadline_ms,
+                    };
+                }
+                None => {}
+            }
             if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
                 return PluginError::Deadline {
                     deadline_ms: self.limits.deadline_ms,

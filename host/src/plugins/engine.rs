@@ -4,28 +4,36 @@
 //! - **Pooling allocator.** Instance slots are reserved up front and reused,
 //!   so a fresh instance per call costs microseconds, not an `mmap`. The pool
 //!   bounds how many plugin calls can be in flight at once
-//!   ([`RuntimeConfig::max_instances`]); a call beyond that fails fast and the
-//!   slot's built-in default decides.
+//!   ([`RuntimeConfig::max_instances`]). The engine's pool semaphore has one
+//!   permit per instance and each caller (slot, shadow, direct) its own share
+//!   ([`super::lanes`]), so the allocator itself never runs out and one
+//!   slow slot cannot take the others' instances.
 //! - **Epoch interruption.** A ticker thread bumps the engine's epoch every
-//!   [`TICK`]; each call gets a deadline in ticks, so an infinite loop is
-//!   stopped within one tick of its deadline, with no per-instruction fuel cost.
+//!   [`TICK`], kept in step with the wall clock (a late wake-up catches up,
+//!   so a loaded machine does not stretch the ticks); at each tick past a
+//!   call's first check its store compares the call's own time with its
+//!   budget ([`super::budget`]), so a loop is stopped within about one tick
+//!   of its deadline, with no per-instruction fuel cost.
 //! - **No concurrency support.** No export is `async`, and turning the
 //!   component-model concurrency machinery off makes each call ~3× cheaper.
 //! - **One linker.** WASI preview 2 (with a context that grants nothing, see
 //!   [`super::sandbox`]) plus the `log` import. Every world imports the same
-//!   set, so one linker serves all three kinds.
+//!   set, so one linker serves all three kinds. `wasi:io/poll` is shadowed by
+//!   a version whose waits end with the call's budget, so a sleeping plugin
+//!   is stopped at its deadline too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::v0_1_0::log;
 use super::cache::CompileCache;
-use super::sandbox::PluginState;
+use super::lanes::{Lane, Semaphore};
+use super::sandbox::{HasBoundedIo, PluginState};
 
 /// How often the epoch advances. Deadlines are rounded up to whole ticks.
 pub const TICK: Duration = Duration::from_millis(5);
@@ -40,6 +48,9 @@ pub struct RuntimeConfig {
     pub max_memory_mib: usize,
     /// Largest table, in elements (interpreted guests have large tables).
     pub max_table_elements: usize,
+    /// Instances one slot may hold at once (its share of the pool); the
+    /// shadow gets one.
+    pub instances_per_slot: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -48,6 +59,7 @@ impl Default for RuntimeConfig {
             max_instances: 64,
             max_memory_mib: 512,
             max_table_elements: 100_000,
+            instances_per_slot: 8,
         }
     }
 }
@@ -57,6 +69,11 @@ pub struct PluginEngine {
     pub(super) engine: Engine,
     pub(super) linker: Linker<PluginState>,
     pub(super) cache: CompileCache,
+    /// One permit per pooled instance: every call holds one.
+    pub(super) pool: Semaphore,
+    /// The share of calls made outside a slot (`describe()`, checks, tests).
+    pub(super) direct: Lane,
+    slot_share: u32,
     ticker: Ticker,
 }
 
@@ -89,13 +106,25 @@ impl PluginEngine {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        // WASI's own `poll` blocks for as long as the guest asks; replace it
+        // (same resource types) with the one bounded by the call's budget.
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::sync::io::poll::add_to_linker::<PluginState, HasBoundedIo>(
+            &mut linker,
+            PluginState::bounded_io,
+        )?;
+        linker.allow_shadowing(false);
         log::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
 
         let ticker = Ticker::start(engine.clone())?;
+        let slot_share = config.instances_per_slot.clamp(1, instances);
         Ok(Arc::new(PluginEngine {
             engine,
             linker,
             cache,
+            pool: Semaphore::new(instances),
+            direct: Lane::new("direct calls", slot_share),
+            slot_share,
             ticker,
         }))
     }
@@ -106,15 +135,26 @@ impl PluginEngine {
         &self.cache
     }
 
+    /// A new lane for the slot `name`, of the configured per-slot share.
+    pub fn slot_lane(&self, name: &str) -> Lane {
+        Lane::new(name, self.slot_share)
+    }
+
+    /// Instances in use now, and the pool size.
+    pub fn pool_usage(&self) -> (u32, u32) {
+        (self.pool.in_use(), self.pool.size())
+    }
+
     /// The wasmtime engine (for benchmarks and checks).
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
 
-    /// Deadline in epoch ticks for a deadline in milliseconds (at least one).
-    pub(super) fn ticks_for(deadline_ms: u64) -> u64 {
-        let tick = TICK.as_millis() as u64;
-        deadline_ms.div_ceil(tick).max(1)
+    /// Whole epoch ticks in `span`, at least one: the store checks its
+    /// budget after this many, never before the span has passed (the first
+    /// tick may come early by up to one tick, and the check then re-arms).
+    pub(super) fn ticks_for(span: Duration) -> u64 {
+        (span.as_nanos() / TICK.as_nanos()).max(1) as u64
     }
 }
 
@@ -137,9 +177,22 @@ impl Ticker {
         let handle = std::thread::Builder::new()
             .name("plugin-epoch".into())
             .spawn(move || {
+                // The epoch counts TICKs of wall time since the start: a
+                // sleep that overslept is made up at once, so deadlines in
+                // ticks do not stretch on a loaded machine.
+                let start = Instant::now();
+                let tick = TICK.as_nanos() as u64;
+                let mut ticks: u64 = 0;
                 while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(TICK);
-                    engine.increment_epoch();
+                    let due = start + Duration::from_nanos(tick * (ticks + 1));
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let now = (start.elapsed().as_nanos() / u128::from(tick)) as u64;
+                    while ticks < now {
+                        engine.increment_epoch();
+                        ticks += 1;
+                    }
                 }
             })?;
         Ok(Ticker {

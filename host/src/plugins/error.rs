@@ -34,6 +34,24 @@ pub enum PluginError {
         /// The configured deadline.
         deadline_ms: u64,
     },
+    /// The host was too busy to finish the call: the wall-clock backstop
+    /// passed while the plugin had used less than its own-time budget. Not
+    /// the plugin's failure.
+    #[error(
+        "was stopped after {wall_ms} ms because the host was busy (it had used {own_ms} ms of its {deadline_ms} ms)"
+    )]
+    HostBusy {
+        /// The plugin's own time (CPU plus waits) when stopped.
+        own_ms: u64,
+        /// Wall time when stopped.
+        wall_ms: u64,
+        /// The configured deadline.
+        deadline_ms: u64,
+    },
+    /// No instance was free in the caller's share of the pool; the plugin
+    /// was not run. Not the plugin's failure.
+    #[error("was not asked: {0}")]
+    Busy(String),
     /// The guest tried to grow its memory past the cap.
     #[error("exceeded its memory cap of {cap_mib} MiB (asked for {asked_mib} MiB)")]
     MemoryCap {
@@ -62,10 +80,19 @@ impl PluginError {
             PluginError::Link(_) => "link",
             PluginError::KindMismatch { .. } => "kind-mismatch",
             PluginError::Deadline { .. } => "deadline",
+            PluginError::HostBusy { .. } => "host-busy",
+            PluginError::Busy(_) => "busy",
             PluginError::MemoryCap { .. } => "memory-cap",
             PluginError::Trap(_) => "trap",
             PluginError::BadAnswer(_) => "bad-answer",
             PluginError::Runtime(_) => "runtime",
         }
+    }
+
+    /// Whether the plugin caused this failure, so that it counts towards
+    /// disabling it. A busy host or a full instance share is the host's
+    /// business: the default decides that call and nothing is counted.
+    pub fn is_plugins_fault(&self) -> bool {
+        !matches!(self, PluginError::HostBusy { .. } | PluginError::Busy(_))
     }
 }

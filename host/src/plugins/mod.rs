@@ -10,14 +10,17 @@
 //!   so each call instantiates from a pre-linked [`InstancePre`] into a new
 //!   store from the pooling allocator (~microseconds). An instance that
 //!   trapped is dropped with its store and never re-entered.
-//! - **Limits.** Each call has a deadline (epoch interruption, default
-//!   250 ms) and a memory cap (default 64 MiB), both per plugin
+//! - **Limits.** Each call has a deadline of its own time (CPU plus waits,
+//!   checked at every epoch tick and bounding every `poll`; default 250 ms,
+//!   with a wall-clock backstop that does not count against the plugin, see
+//!   [`budget`]) and a memory cap (default 64 MiB), both per plugin
 //!   ([`CallLimits`], chosen by plugin name or slot from a [`LimitsTable`]
 //!   so interpreted guests get more than Rust ones). Engine-wide pool sizes
 //!   are in [`RuntimeConfig`].
 //! - **Failure handling.** A trap, a deadline, the memory cap or an answer
 //!   that breaks the contract is counted against the plugin; the slot's
-//!   built-in default decides that call ([`fallback`]); after
+//!   built-in default decides that call ([`fallback`]). A busy host or a
+//!   full instance share ([`lanes`]) is not counted. After
 //!   `max_failures` within the window the plugin is disabled and the reason
 //!   recorded ([`slot`]). Validators fail closed.
 //! - **Hot swap.** Activation and rollback are atomic pointer swaps; calls in
@@ -32,6 +35,7 @@
 
 pub mod api;
 pub mod bindings;
+pub mod budget;
 pub mod builtin;
 pub mod cache;
 pub mod check;
@@ -40,6 +44,7 @@ mod engine;
 mod error;
 pub mod fallback;
 pub mod graph;
+pub mod lanes;
 mod registry;
 mod sandbox;
 mod setup;
@@ -49,6 +54,9 @@ pub mod slot;
 pub use component::{CallLimits, LimitsTable, LoadedPlugin};
 pub use engine::{PluginEngine, RuntimeConfig, TICK};
 pub use error::PluginError;
-pub use registry::{DecidedBy, Decision, Registry, RegistryError, Unclaimed, Validation};
+pub use registry::{
+    DecidedBy, Decision, DisabledValidator, Registry, RegistryError, StoredVersion, Unclaimed,
+    Validation, ValidatorPolicy,
+};
 pub use sandbox::PluginState;
 pub use setup::registry_from_config;

@@ -4,12 +4,21 @@
 //! Slots: one scheduler, one selector, and one validator per workflow family
 //! (keyed by the validator's `describe()` name, e.g. `ltx2`). Every loaded
 //! version is kept by content hash, so activation and rollback never reload
-//! anything. A decision always comes back: from the active plugin, or, when
-//! it is missing, disabled or fails, from the built-in default
-//! ([`super::fallback`]); validators instead fail closed, because letting an
-//! unchecked graph through would spend GPU time on a prompt nobody checked.
+//! anything, and the operator can activate any stored version (built-ins
+//! included) by hash. A decision always comes back: from the active plugin,
+//! or, when it is missing, disabled or fails, from the built-in default
+//! ([`super::fallback`]); a validator that fails fails closed for that
+//! prompt, because letting an unchecked graph through would spend GPU time
+//! on a prompt nobody checked.
+//!
+//! Validators are the operator's to arrange: they are asked in the order
+//! the operator configured ([`Registry::set_validator_order`], then by
+//! name), a validator slot can be removed, and what a *disabled* validator
+//! means for the prompts it would have been asked about is the operator's
+//! choice ([`DisabledValidator`]). By default it is passed over, so a
+//! disabled validator never turns away a prompt it would not have claimed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::api::{Backend, CostEstimate, JobInfo, Node, PluginKind, Problem, Snapshot, Verdict};
@@ -21,13 +30,54 @@ use super::shadow::{Shadow, ShadowStatus};
 use super::slot::{FailurePolicy, NothingToRollBack, Slot, SlotStatus};
 
 /// What happens to a graph no validator claims.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Unclaimed {
     /// Queue it with workflow kind `other` (a workshop that allows free play).
     Accept,
     /// Refuse it (a workshop that runs only its templates).
     Refuse,
+}
+
+/// What a disabled validator means for prompts it would have been asked about.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum DisabledValidator {
+    /// Passed over: the next validators decide, then the `unclaimed` rule.
+    /// A prompt it would have claimed may then run as `other` under
+    /// `unclaimed = "accept"`.
+    Skip,
+    /// Fail closed: while any validator is disabled, a prompt no other
+    /// validator claims is refused (it might have been the disabled one's).
+    Refuse,
+}
+
+/// One stored version, for the operator's list.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct StoredVersion {
+    /// SHA-256: activate it by this.
+    pub hash: String,
+    /// `name@version`.
+    pub label: String,
+    /// `scheduler`, `validator` or `selector`.
+    pub kind: String,
+    /// Shipped with the host.
+    pub builtin: bool,
+}
+
+/// How validators are arranged, for the operator.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ValidatorPolicy {
+    /// The slots in the order they are asked.
+    pub order: Vec<String>,
+    /// What a disabled validator means.
+    pub disabled: DisabledValidator,
+    /// What happens to a prompt no validator claims.
+    pub unclaimed: Unclaimed,
 }
 
 /// Who made a decision.
@@ -92,6 +142,9 @@ pub enum RegistryError {
     /// Only a scheduler can run in shadow.
     #[error("{0} is not a scheduler: only a scheduler can run in shadow")]
     NotAScheduler(String),
+    /// The scheduler and selector slots always exist.
+    #[error("slot {0} cannot be removed: only validator slots can")]
+    NotRemovable(String),
 }
 
 /// Every slot and every loaded version.
@@ -103,6 +156,9 @@ pub struct Registry {
     selector: Slot,
     validators: RwLock<BTreeMap<String, Arc<Slot>>>,
     versions: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
+    builtins: Mutex<HashSet<String>>,
+    validator_order: RwLock<Vec<String>>,
+    disabled_validator: RwLock<DisabledValidator>,
     shadow: Shadow,
 }
 
@@ -110,14 +166,17 @@ impl Registry {
     /// An empty registry: every slot decides by its built-in default.
     pub fn new(engine: Arc<PluginEngine>, policy: FailurePolicy, unclaimed: Unclaimed) -> Self {
         Registry {
-            engine,
             policy,
             unclaimed,
-            scheduler: Slot::new("scheduler", policy),
-            selector: Slot::new("selector", policy),
+            scheduler: Slot::new("scheduler", policy, engine.slot_lane("scheduler")),
+            selector: Slot::new("selector", policy, engine.slot_lane("selector")),
             validators: RwLock::new(BTreeMap::new()),
             versions: Mutex::new(HashMap::new()),
+            builtins: Mutex::new(HashSet::new()),
+            validator_order: RwLock::new(Vec::new()),
+            disabled_validator: RwLock::new(DisabledValidator::Skip),
             shadow: Shadow::default(),
+            engine,
         }
     }
 
@@ -182,6 +241,84 @@ impl Registry {
         Ok(slot.name().to_string())
     }
 
+    /// Marks a stored version as shipped with the host.
+    pub fn mark_builtin(&self, hash: &str) {
+        lock(&self.builtins).insert(hash.to_string());
+    }
+
+    /// Every stored version, by kind then label: any of them can be
+    /// activated by hash.
+    pub fn versions(&self) -> Vec<StoredVersion> {
+        let builtins = lock(&self.builtins).clone();
+        let mut all: Vec<StoredVersion> = lock(&self.versions)
+            .values()
+            .map(|p| StoredVersion {
+                hash: p.hash().to_string(),
+                label: p.label().to_string(),
+                kind: super::check::kind_name(p.kind()).to_string(),
+                builtin: builtins.contains(p.hash()),
+            })
+            .collect();
+        all.sort_by(|a, b| (&a.kind, &a.label, &a.hash).cmp(&(&b.kind, &b.label, &b.hash)));
+        all
+    }
+
+    /// Asks validators named in `order` (validator names, with or without
+    /// the `validator:` prefix) first, in that order; the rest by name.
+    pub fn set_validator_order(&self, order: Vec<String>) {
+        *self
+            .validator_order
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = order
+            .into_iter()
+            .map(|n| {
+                if n.starts_with("validator:") {
+                    n
+                } else {
+                    format!("validator:{n}")
+                }
+            })
+            .collect();
+    }
+
+    /// Sets what a disabled validator means.
+    pub fn set_disabled_validator(&self, policy: DisabledValidator) {
+        *self
+            .disabled_validator
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = policy;
+    }
+
+    /// How validators are arranged now.
+    pub fn validator_policy(&self) -> ValidatorPolicy {
+        ValidatorPolicy {
+            order: self
+                .validator_slots()
+                .iter()
+                .map(|s| s.name().to_string())
+                .collect(),
+            disabled: *self
+                .disabled_validator
+                .read()
+                .unwrap_or_else(|p| p.into_inner()),
+            unclaimed: self.unclaimed,
+        }
+    }
+
+    /// Removes a validator slot (`validator:<name>`): its plugin is asked no
+    /// more. Its versions stay stored, so activating one brings it back.
+    pub fn remove_validator(&self, slot: &str) -> Result<(), RegistryError> {
+        if matches!(slot, "scheduler" | "selector") {
+            return Err(RegistryError::NotRemovable(slot.to_string()));
+        }
+        self.validators
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(slot)
+            .map(|_| tracing::info!(%slot, "validator slot removed"))
+            .ok_or_else(|| RegistryError::UnknownSlot(slot.to_string()))
+    }
+
     /// Rolls the named slot (`scheduler`, `selector`, `validator:<name>`) back.
     pub fn rollback(&self, slot: &str) -> Result<Arc<LoadedPlugin>, RegistryError> {
         Ok(self.slot_named(slot)?.rollback()?)
@@ -206,6 +343,11 @@ impl Registry {
         Ok(self.shadow.status())
     }
 
+    /// The engine every plugin runs on.
+    pub fn engine(&self) -> &Arc<PluginEngine> {
+        &self.engine
+    }
+
     /// The shadow run (its candidate and counts).
     pub fn shadow(&self) -> &Shadow {
         &self.shadow
@@ -226,9 +368,27 @@ impl Registry {
     pub fn pick_next(&self, snapshot: &Snapshot) -> Decision<Option<u32>> {
         decide(
             &self.scheduler,
-            |p| p.pick_next(snapshot),
+            |p, lane| p.pick_next_in(lane, snapshot),
             || fallback::pick_next(snapshot),
         )
+    }
+
+    /// Counts a scheduler answer the dispatcher could not use (its job was
+    /// no longer pending, or its owner had reached their cap by the time
+    /// the job was claimed) against the plugin that gave it, if that plugin
+    /// is still active. Returns whether it was counted.
+    pub fn scheduler_answer_unusable(&self, by: &DecidedBy, reason: &str) -> bool {
+        let DecidedBy::Plugin(label) = by else {
+            return false;
+        };
+        let Some(plugin) = self.scheduler.active().filter(|p| p.label() == label) else {
+            return false;
+        };
+        self.scheduler.record_failure(
+            &plugin,
+            &PluginError::BadAnswer(format!("the dispatcher could not use its choice: {reason}")),
+        );
+        true
     }
 
     /// Which backend runs `job`. Never fails: the built-in selector decides
@@ -236,23 +396,31 @@ impl Registry {
     pub fn select(&self, job: &JobInfo, backends: &[Backend]) -> Decision<Result<u32, String>> {
         decide(
             &self.selector,
-            |p| p.select(job, backends),
+            |p, lane| p.select_in(lane, job, backends),
             || fallback::select(job, backends),
         )
     }
 
-    /// Runs the validators until one claims the graph.
+    /// Runs the validators, in the operator's order, until one claims the
+    /// graph.
     pub fn validate(&self, graph: &[Node]) -> Validation {
+        let refuse_for_disabled = *self
+            .disabled_validator
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            == DisabledValidator::Refuse;
         let mut disabled = Vec::new();
         for slot in self.validator_slots() {
             let Some(plugin) = slot.active() else {
-                if let Some(reason) = slot.disabled() {
+                if let Some(reason) = slot.disabled()
+                    && refuse_for_disabled
+                {
                     disabled.push(reason);
                 }
                 continue;
             };
             let started = std::time::Instant::now();
-            let verdict = plugin.validate(graph);
+            let verdict = plugin.validate_in(slot.lane(), graph);
             crate::observe::recorder().plugin_call(
                 plugin.label(),
                 slot.name(),
@@ -274,6 +442,15 @@ impl Registry {
                         by: plugin.label().to_string(),
                     };
                 }
+                Err(error) if !error.is_plugins_fault() => {
+                    slot.record_failure(&plugin, &error);
+                    return Validation::Refused {
+                        reason: format!(
+                            "the host is busy and validator {} could not check this prompt in time; try again in a moment",
+                            plugin.label()
+                        ),
+                    };
+                }
                 Err(error) => {
                     slot.record_failure(&plugin, &error);
                     return Validation::Refused {
@@ -286,8 +463,8 @@ impl Registry {
             }
         }
         if !disabled.is_empty() {
-            // A disabled validator might have claimed this graph: refuse
-            // rather than let an unchecked graph reach a GPU.
+            // The operator chose to fail closed: a disabled validator might
+            // have claimed this graph.
             return Validation::Refused {
                 reason: format!(
                     "a workflow validator is switched off, so this prompt cannot be checked: {}",
@@ -315,13 +492,28 @@ impl Registry {
         }
     }
 
+    /// The validator slots in the order they are asked: the operator's
+    /// order first, then by name.
     fn validator_slots(&self) -> Vec<Arc<Slot>> {
-        self.validators
+        let order = self
+            .validator_order
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut slots: Vec<Arc<Slot>> = self
+            .validators
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .cloned()
-            .collect()
+            .collect();
+        // Stable: within the unlisted ones the map's name order stays.
+        slots.sort_by_key(|s| {
+            order
+                .iter()
+                .position(|n| n == s.name())
+                .unwrap_or(usize::MAX)
+        });
+        slots
     }
 
     fn slot_for(&self, plugin: &LoadedPlugin) -> SlotRef<'_> {
@@ -334,7 +526,10 @@ impl Registry {
                 SlotRef::Shared(
                     validators
                         .entry(name.clone())
-                        .or_insert_with(|| Arc::new(Slot::new(name, self.policy)))
+                        .or_insert_with(|| {
+                            let lane = self.engine.slot_lane(&name);
+                            Arc::new(Slot::new(name, self.policy, lane))
+                        })
                         .clone(),
                 )
             }
@@ -357,6 +552,10 @@ impl Registry {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A fixed slot (a field) or a validator slot (shared from the map).
 enum SlotRef<'a> {
     Fixed(&'a Slot),
@@ -376,7 +575,7 @@ impl std::ops::Deref for SlotRef<'_> {
 /// Asks the slot's plugin; on any failure, counts it and asks the default.
 fn decide<T>(
     slot: &Slot,
-    ask: impl FnOnce(&LoadedPlugin) -> Result<T, PluginError>,
+    ask: impl FnOnce(&LoadedPlugin, &super::lanes::Lane) -> Result<T, PluginError>,
     default: impl FnOnce() -> T,
 ) -> Decision<T> {
     let Some(plugin) = slot.active() else {
@@ -389,7 +588,7 @@ fn decide<T>(
         };
     };
     let started = std::time::Instant::now();
-    let answer = ask(&plugin);
+    let answer = ask(&plugin, slot.lane());
     crate::observe::recorder().plugin_call(
         plugin.label(),
         slot.name(),

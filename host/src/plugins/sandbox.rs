@@ -5,20 +5,34 @@
 //! records when it refused growth (so a memory bomb is reported as one, not as
 //! a mystery trap); the `log` import, capped per call; and stdout/stderr
 //! captures that never fail the guest (a chatty plugin loses output, not its
-//! decision) and end up in `tracing` under the plugin's name.
+//! decision) and end up in `tracing` under the plugin's name. Log lines are
+//! capped per call and per plugin per minute ([`LogQuota`]), so a plugin
+//! called thousands of times cannot flood the log either.
+//!
+//! Nothing a plugin can call blocks past its deadline: `wasi:io/poll`'s
+//! `poll` and `pollable.block` (what `std::thread::sleep` and a clock
+//! subscription end in) are replaced by versions that wait at most until the
+//! call's [`CallBudget`] runs out, then stop the call ([`BoundedIo`]).
+//! Stdin is closed and stdout/stderr are always ready, so no stream call
+//! blocks; sockets, files and name lookups are not granted.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wasmtime::ResourceLimiter;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{HasData, Resource, ResourceTable};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+use wasmtime_wasi::p2::bindings::io::poll as async_poll;
+use wasmtime_wasi::p2::bindings::sync::io::poll as sync_poll;
+use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamError};
+use wasmtime_wasi::runtime::in_tokio;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::v0_1_0::log::{self, Level};
+use super::budget::{CallBudget, Overrun};
 
 /// Most `log` lines one call may emit; the rest are counted and dropped.
 const MAX_LOG_LINES: usize = 64;
@@ -26,6 +40,9 @@ const MAX_LOG_LINES: usize = 64;
 const MAX_LOG_LINE: usize = 2048;
 /// Bytes of stdout and of stderr kept per call.
 const MAX_OUTPUT: usize = 16 * 1024;
+/// Most lines (`log`, stdout, stderr) one plugin may log per minute, over
+/// all its calls.
+pub const MAX_LOG_LINES_PER_MINUTE: u32 = 600;
 
 /// The store data of one plugin call.
 pub struct PluginState {
@@ -33,6 +50,8 @@ pub struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(super) limits: Limits,
+    pub(super) budget: CallBudget,
+    quota: Arc<LogQuota>,
     log_lines: usize,
     log_dropped: usize,
     stdout: GuestOutput,
@@ -40,8 +59,14 @@ pub struct PluginState {
 }
 
 impl PluginState {
-    /// A state for one call of the plugin named `label` (`name@version`).
-    pub fn new(label: Arc<str>, memory_cap: usize) -> Self {
+    /// A state for one call of the plugin named `label` (`name@version`),
+    /// starting its clock with `deadline` of own time.
+    pub fn new(
+        label: Arc<str>,
+        memory_cap: usize,
+        deadline: Duration,
+        quota: Arc<LogQuota>,
+    ) -> Self {
         let stdout = GuestOutput::default();
         let stderr = GuestOutput::default();
         let mut builder = WasiCtx::builder();
@@ -59,6 +84,8 @@ impl PluginState {
                 memory_cap,
                 refused_memory: None,
             },
+            budget: CallBudget::start(deadline),
+            quota,
             log_lines: 0,
             log_dropped: 0,
             stdout,
@@ -71,11 +98,15 @@ impl PluginState {
     pub fn finish(&self) -> Option<String> {
         let label = &*self.label;
         for line in self.stdout.lines() {
-            tracing::info!(plugin = label, stream = "stdout", "{line}");
+            if self.quota.take(label) {
+                tracing::info!(plugin = label, stream = "stdout", "{line}");
+            }
         }
         let stderr = self.stderr.lines();
         for line in &stderr {
-            tracing::warn!(plugin = label, stream = "stderr", "{line}");
+            if self.quota.take(label) {
+                tracing::warn!(plugin = label, stream = "stderr", "{line}");
+            }
         }
         if self.log_dropped > 0 {
             tracing::warn!(
@@ -119,6 +150,9 @@ impl log::Host for PluginState {
             self.log_dropped += 1;
             return;
         }
+        if !self.quota.take(&self.label) {
+            return;
+        }
         self.log_lines += 1;
         if message.len() > MAX_LOG_LINE {
             let mut end = MAX_LOG_LINE;
@@ -136,6 +170,130 @@ impl log::Host for PluginState {
             Level::Warn => tracing::warn!(plugin, "{message}"),
             Level::Error => tracing::error!(plugin, "{message}"),
         }
+    }
+}
+
+/// A plugin's log allowance: [`MAX_LOG_LINES_PER_MINUTE`] lines per minute
+/// over all its calls; the rest are dropped and counted, and the count is
+/// logged once when the next minute starts.
+#[derive(Debug)]
+pub struct LogQuota {
+    state: Mutex<QuotaWindow>,
+}
+
+#[derive(Debug)]
+struct QuotaWindow {
+    started: Instant,
+    used: u32,
+    dropped: u64,
+}
+
+impl Default for LogQuota {
+    fn default() -> Self {
+        LogQuota {
+            state: Mutex::new(QuotaWindow {
+                started: Instant::now(),
+                used: 0,
+                dropped: 0,
+            }),
+        }
+    }
+}
+
+impl LogQuota {
+    /// Takes one line's allowance; false when this minute's is spent.
+    pub fn take(&self, label: &str) -> bool {
+        let mut window = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if window.started.elapsed() >= Duration::from_secs(60) {
+            if window.dropped > 0 {
+                tracing::warn!(
+                    plugin = label,
+                    dropped = window.dropped,
+                    limit = MAX_LOG_LINES_PER_MINUTE,
+                    "plugin log lines dropped over the per-minute limit"
+                );
+            }
+            *window = QuotaWindow {
+                started: Instant::now(),
+                used: 0,
+                dropped: 0,
+            };
+        }
+        if window.used >= MAX_LOG_LINES_PER_MINUTE {
+            window.dropped += 1;
+            return false;
+        }
+        window.used += 1;
+        true
+    }
+
+    /// Lines dropped in the current minute.
+    pub fn dropped(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).dropped
+    }
+}
+
+/// `wasi:io/poll` as a plugin sees it: the real pollables, but no wait
+/// outlives the call's budget. When the budget runs out first the call is
+/// stopped with the [`Overrun`](super::budget::Overrun) that ended it.
+pub struct BoundedIo<'a> {
+    table: &'a mut ResourceTable,
+    budget: &'a mut CallBudget,
+}
+
+/// The [`HasData`] marker that hands the linker a [`BoundedIo`].
+pub struct HasBoundedIo;
+
+impl HasData for HasBoundedIo {
+    type Data<'a> = BoundedIo<'a>;
+}
+
+impl PluginState {
+    /// The view the bounded `wasi:io/poll` works on.
+    pub(super) fn bounded_io(&mut self) -> BoundedIo<'_> {
+        BoundedIo {
+            table: &mut self.table,
+            budget: &mut self.budget,
+        }
+    }
+}
+
+impl BoundedIo<'_> {
+    /// Runs a wait on the pollables for at most what is left of the budget.
+    fn bounded<R>(
+        &mut self,
+        wait: impl AsyncFnOnce(&mut ResourceTable) -> wasmtime::Result<R>,
+    ) -> wasmtime::Result<R> {
+        let (left, limit) = self.budget.remaining()?;
+        let started = Instant::now();
+        let table = &mut *self.table;
+        let outcome = in_tokio(async move { tokio::time::timeout(left, wait(table)).await });
+        self.budget.add_waited(started.elapsed());
+        match (outcome, limit) {
+            (Ok(result), _) => result,
+            (Err(_), Overrun::OwnTime) => Err(Overrun::OwnTime.into()),
+            (Err(_), Overrun::HostBusy) => Err(self.budget.at_backstop().into()),
+        }
+    }
+}
+
+impl sync_poll::Host for BoundedIo<'_> {
+    fn poll(&mut self, pollables: Vec<Resource<DynPollable>>) -> wasmtime::Result<Vec<u32>> {
+        self.bounded(async move |table| async_poll::Host::poll(table, pollables).await)
+    }
+}
+
+impl sync_poll::HostPollable for BoundedIo<'_> {
+    fn ready(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<bool> {
+        in_tokio(async { async_poll::HostPollable::ready(&mut *self.table, pollable).await })
+    }
+
+    fn block(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
+        self.bounded(async move |table| async_poll::HostPollable::block(table, pollable).await)
+    }
+
+    fn drop(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
+        async_poll::HostPollable::drop(&mut *self.table, pollable)
     }
 }
 
@@ -249,5 +407,24 @@ impl tokio::io::AsyncWrite for GuestOutput {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_quota_holds_across_calls_until_the_minute_is_over() {
+        let quota = LogQuota::default();
+        let taken = (0..MAX_LOG_LINES_PER_MINUTE + 50)
+            .filter(|_| quota.take("chatty@1"))
+            .count();
+        assert_eq!(taken, MAX_LOG_LINES_PER_MINUTE as usize);
+        assert_eq!(quota.dropped(), 50);
+        // A new minute starts a new allowance.
+        quota.state.lock().unwrap().started -= Duration::from_secs(61);
+        assert!(quota.take("chatty@1"));
+        assert_eq!(quota.dropped(), 0);
     }
 }

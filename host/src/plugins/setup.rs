@@ -17,6 +17,7 @@ use crate::config::{ConfigError, PluginsConfig};
 pub fn registry_from_config(config: &PluginsConfig, data_dir: &Path) -> anyhow::Result<Registry> {
     let runtime = RuntimeConfig {
         max_instances: config.max_instances,
+        instances_per_slot: config.instances_per_slot,
         max_memory_mib: config.max_memory_mib,
         ..RuntimeConfig::default()
     };
@@ -27,15 +28,20 @@ pub fn registry_from_config(config: &PluginsConfig, data_dir: &Path) -> anyhow::
         FailurePolicy {
             max_failures: config.max_failures,
             window: Duration::from_secs(config.failure_window_secs),
+            retry_after: (config.retry_disabled_after_secs > 0)
+                .then(|| Duration::from_secs(config.retry_disabled_after_secs)),
         },
         config.unclaimed,
     );
+    registry.set_validator_order(config.validator_order.clone());
+    registry.set_disabled_validator(config.disabled_validator);
     let limits = config.limits_table();
     let mut names: Vec<(PluginKind, String, String)> = Vec::new();
     for (crate_name, bytes) in builtin::components() {
         let plugin = registry
             .load_with(bytes, &limits)
             .with_context(|| format!("loading built-in plugin {crate_name}"))?;
+        registry.mark_builtin(plugin.hash());
         names.push((
             plugin.kind(),
             plugin.info().name.clone(),

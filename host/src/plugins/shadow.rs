@@ -8,14 +8,21 @@
 //! of time or answers out of range is counted as failed, never disabled and
 //! never able to slow dispatch: the dispatcher asks it off the decision's
 //! path (see `dispatch::dispatcher`). Setting a new shadow resets the counts.
+//!
+//! The shadow runs at most one call at a time, in a lane of one instance of
+//! its own: a decision made while it is still thinking about the last one
+//! is dropped (and counted as dropped), so a slow candidate can neither pile
+//! up instances nor make a live call wait for one.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
 use super::api::Snapshot;
 use super::component::LoadedPlugin;
+use super::lanes::Lane;
 
 /// How many recent disagreements are kept for the operator to read.
 const RECENT: usize = 20;
@@ -48,6 +55,9 @@ pub struct ShadowStatus {
     pub disagreed: u64,
     /// Calls that failed (trap, deadline, bad answer).
     pub failed: u64,
+    /// Live decisions not put to it because it was still busy with an
+    /// earlier one.
+    pub dropped: u64,
     /// The last failure.
     pub last_error: Option<String>,
     /// The latest disagreements, newest last.
@@ -55,12 +65,44 @@ pub struct ShadowStatus {
 }
 
 /// The shadow slot.
-#[derive(Default)]
 pub struct Shadow {
     inner: Mutex<Option<(Arc<LoadedPlugin>, ShadowStatus)>>,
+    busy: AtomicBool,
+    lane: Lane,
+}
+
+impl Default for Shadow {
+    fn default() -> Self {
+        Shadow {
+            inner: Mutex::new(None),
+            busy: AtomicBool::new(false),
+            lane: Lane::new("shadow", 1),
+        }
+    }
+}
+
+/// Clears the busy flag when a shadow call ends, however it ends.
+struct Turn<'a>(&'a AtomicBool);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl Shadow {
+    /// Whether the shadow is still thinking about an earlier decision.
+    pub fn busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
+    }
+
+    /// Counts a live decision the shadow was too busy to be asked about.
+    pub fn drop_decision(&self) {
+        if let Some((_, status)) = self.lock().as_mut() {
+            status.dropped += 1;
+        }
+    }
+
     /// Runs `plugin` in shadow from now on, with fresh counts.
     pub fn set(&self, plugin: Arc<LoadedPlugin>) {
         let status = ShadowStatus {
@@ -92,11 +134,18 @@ impl Shadow {
     /// Puts one live decision to the shadow and records the comparison.
     /// `ids[i]` is the job at pending index `i`; `active` is the job the
     /// active scheduler chose. Blocking: call it off the async runtime.
+    /// While an earlier call is running the decision is dropped instead.
     pub fn compare(&self, snapshot: &Snapshot, ids: &[u64], active: Option<u64>, now_ms: u64) {
         let Some(plugin) = self.candidate() else {
             return;
         };
-        let answer = plugin.pick_next(snapshot);
+        if self.busy.swap(true, Ordering::AcqRel) {
+            self.drop_decision();
+            return;
+        }
+        let turn = Turn(&self.busy);
+        let answer = plugin.pick_next_in(&self.lane, snapshot);
+        drop(turn);
         let mut guard = self.lock();
         // The shadow may have been replaced while it was thinking.
         let Some((current, status)) = guard.as_mut() else {

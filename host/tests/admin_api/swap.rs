@@ -386,3 +386,68 @@ async fn a_hostile_scheduler_forced_past_the_check_fails_over_without_losing_a_j
         "five failures disable it: {scheduler}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_sees_versions_by_hash_orders_and_removes_validators() {
+    let host = one_slot_host(10).await;
+    let plugins = host.json("boss", "/admin/api/plugins").await;
+    // Every stored version is listed with its hash; built-ins are marked.
+    let versions = plugins["versions"].as_array().expect("versions");
+    let round_robin = versions
+        .iter()
+        .find(|v| {
+            v["label"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("round-robin@"))
+        })
+        .unwrap_or_else(|| panic!("{plugins}"));
+    assert_eq!(round_robin["builtin"], true, "{round_robin}");
+    assert_eq!(
+        plugins["validators"],
+        json!({"order": ["validator:flux2-klein", "validator:ltx2"], "disabled": "skip", "unclaimed": "accept"})
+    );
+
+    // A built-in that was never in the slot's history is activated by hash.
+    let hash = round_robin["hash"].as_str().expect("hash");
+    let (status, body) =
+        send(host.post("boss", &format!("/admin/api/plugins/{hash}/activate"))).await;
+    assert_eq!(status, 200, "{body}");
+    let plugins = host.json("boss", "/admin/api/plugins").await;
+    let scheduler = &plugins["slots"][0];
+    assert_eq!(scheduler["active_hash"], hash, "{scheduler}");
+    assert!(
+        scheduler["history"][0]["hash"].is_string(),
+        "history by hash: {scheduler}"
+    );
+
+    // A validator named to be asked first, then removed.
+    let sleepy =
+        std::fs::read(builtin::fixture("hostile-sleep-validator").expect("fixture")).expect("file");
+    let (status, body) = upload(&host, sleepy, "?override=unchecked").await;
+    assert_eq!(status, 201, "{body}");
+    let hash = body["hash"].as_str().expect("hash").to_string();
+    let (status, body) =
+        send(host.post("boss", &format!("/admin/api/plugins/{hash}/activate"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["slot"], "validator:a-sleepy");
+    let order = host.json("boss", "/admin/api/plugins").await["validators"]["order"].clone();
+    assert_eq!(order[0], "validator:a-sleepy", "{order}");
+
+    let delete = |slot: &str| {
+        host.http
+            .delete(host.url(&format!("/admin/api/plugins/slots/{slot}")))
+            .basic_auth("boss", Some(PASSWORD))
+    };
+    let (status, body) = send(delete("validator:a-sleepy")).await;
+    assert_eq!(status, 200, "{body}");
+    let plugins = host.json("boss", "/admin/api/plugins").await;
+    assert!(
+        !plugins["slots"].to_string().contains("a-sleepy"),
+        "{plugins}"
+    );
+    assert_eq!(send(delete("validator:a-sleepy")).await.0, 404);
+    assert_eq!(send(delete("scheduler")).await.0, 409);
+    // Prompts flow again without the slow validator in front.
+    let (status, answer) = host.submit("ann", json!({"prompt": flux_prompt()})).await;
+    assert_eq!(status, 200, "{answer}");
+}

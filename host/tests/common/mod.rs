@@ -41,6 +41,7 @@ pub fn registry_with_scheduler(bytes: &[u8], limits: CallLimits) -> Registry {
         FailurePolicy {
             max_failures: 3,
             window: std::time::Duration::from_secs(60),
+            retry_after: None,
         },
         Unclaimed::Accept,
     );

@@ -197,6 +197,8 @@ const actions = {
     await refreshOutputs();
   },
   'shadow-stop': () => act('Stop the shadow run', () => call('DELETE', '/admin/api/plugins/shadow')),
+  'remove-slot': (el) =>
+    act(`Remove ${el.dataset.slot}`, () => call('DELETE', `/admin/api/plugins/slots/${encodeURIComponent(el.dataset.slot)}`)),
   rollback: (el) =>
     act(
       `Roll back ${el.dataset.slot}`,

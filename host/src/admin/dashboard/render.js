@@ -194,7 +194,9 @@ export function renderPools(el, pools) {
 
 // ---------------------------------------------------------------- plugins
 
-const SLOT_FIELDS = new Set(['slot', 'active', 'active_hash', 'history', 'recent_failures', 'total_failures', 'last_error', 'disabled']);
+const SLOT_FIELDS = new Set(['slot', 'active', 'active_hash', 'history', 'recent_failures', 'total_failures', 'last_error', 'disabled', 'disabled_version']);
+
+const versionText = (v) => `${v.label} (${v.hash.slice(0, 12)})`;
 
 function keyValues(object, skip = new Set()) {
   return Object.entries(object ?? {})
@@ -210,7 +212,8 @@ export function renderSlots(el, plugins) {
       h('h3', {}, s.slot),
       h('div', {}, 'active: ', h('strong', { dataset: { test: 'slot-active' } }, s.active ?? 'none')),
       s.active_hash ? h('div', { class: 'dim hash' }, s.active_hash.slice(0, 16)) : null,
-      h('div', {}, 'earlier: ', s.history?.length ? s.history.join(', ') : h('span', { class: 'dim' }, 'none')),
+      h('div', { dataset: { test: 'slot-history' } }, 'earlier: ', s.history?.length ? s.history.map(versionText).join(', ') : h('span', { class: 'dim' }, 'none')),
+      s.disabled_version ? h('div', { class: 'dim' }, `disabled version: ${versionText(s.disabled_version)}`) : null,
       h('div', {}, `failures: ${s.recent_failures ?? 0} recent, ${s.total_failures ?? 0} since activated`),
       s.last_error ? h('div', { class: 'error-text', dataset: { test: 'slot-last-error' } }, `last error: ${s.last_error}`) : null,
       s.disabled ? h('div', { class: 'error-text', dataset: { test: 'slot-disabled' } }, `disabled: ${s.disabled}`) : null,
@@ -220,9 +223,36 @@ export function renderSlots(el, plugins) {
         { type: 'button', dataset: { action: 'rollback', slot: s.slot, test: 'rollback' }, disabled: !s.history?.length },
         'Roll back',
       ),
+      s.slot.startsWith('validator:')
+        ? h('button', { type: 'button', dataset: { action: 'remove-slot', slot: s.slot, test: 'remove-slot' } }, 'Remove slot')
+        : null,
     ),
   );
-  el.replaceChildren(...cards);
+  const policy = plugins?.validators;
+  const arranged = policy
+    ? h(
+        'p',
+        { class: 'dim', dataset: { test: 'validator-policy' } },
+        `Validators are asked in this order: ${policy.order.join(', ') || 'none'}. ` +
+          `A disabled validator is ${policy.disabled === 'refuse' ? 'treated as refusing prompts no other validator claims' : 'passed over'}; ` +
+          `a prompt no validator claims is ${policy.unclaimed === 'refuse' ? 'refused' : 'accepted as "other"'}.`,
+      )
+    : null;
+  const versions = (plugins?.versions ?? []).map((v) =>
+    h(
+      'tr',
+      {},
+      h('td', {}, v.kind),
+      h('td', {}, v.label, v.builtin ? h('span', { class: 'dim' }, ' (built-in)') : null),
+      h('td', { class: 'dim hash' }, v.hash.slice(0, 16)),
+      h('td', {}, h('button', { type: 'button', dataset: { action: 'activate', hash: v.hash, label: v.label, test: 'activate-version' } }, 'Activate')),
+    ),
+  );
+  el.replaceChildren(
+    ...cards,
+    arranged ?? '',
+    versions.length ? h('details', { dataset: { test: 'versions' } }, h('summary', {}, `Stored versions (${versions.length})`), table(['kind', 'version', 'hash', ''], versions, '')) : '',
+  );
 }
 
 export function renderShadow(el, plugins) {
