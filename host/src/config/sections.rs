@@ -169,7 +169,7 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             header_timeout_secs: 10,
             body_timeout_secs: 30,
-            max_connections_per_address: 512,
+            max_connections_per_address: 2048,
         }
     }
 }
