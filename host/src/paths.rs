@@ -9,7 +9,12 @@
 //! must still be inside the folder: a symlink an attendee could not have
 //! made, but an operator might, never leads out.
 //!
-//! Files written here ([`write_atomic`]) appear whole or not at all.
+//! Files written here ([`write_atomic`]) appear whole or not at all, and
+//! only the host's own account can read them: [`write_atomic`] creates
+//! files `0600`, and [`restrict`] makes the data folder `0700` (and what
+//! is already in it `0600`/`0700`) at every start, so the queue journal,
+//! the users file and every attendee's files are the host's alone even
+//! when another program created them with a looser umask.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -86,6 +91,43 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Makes `dir` `0700`, and its entries and those of `dir/users` `0700`
+/// (folders) or `0600` (files); symlinks are left alone. Deeper entries
+/// are behind these folders. A no-op off Unix.
+pub fn restrict(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let set = |path: &Path, meta: &std::fs::Metadata| {
+            let mode = if meta.is_dir() { 0o700 } else { 0o600 };
+            if meta.permissions().mode() & 0o777 != mode {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+            }
+            std::io::Result::Ok(())
+        };
+        set(dir, &std::fs::symlink_metadata(dir)?)?;
+        // Made here, private, rather than by the first upload with the umask.
+        if !dir.join("users").exists() {
+            use std::os::unix::fs::DirBuilderExt as _;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(dir.join("users"))?;
+        }
+        for folder in [dir.to_path_buf(), dir.join("users")] {
+            let Ok(entries) = std::fs::read_dir(&folder) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let meta = entry.metadata()?;
+                if !meta.file_type().is_symlink() {
+                    set(&entry.path(), &meta)?;
+                }
+            }
+        }
+    }
     Ok(())
 }
 

@@ -4,10 +4,18 @@
 //! or cancels anything of A's — plus bad input of every kind answered with
 //! a 4xx and a sentence, never a 500.
 
+#[path = "attendee_api/accounts.rs"]
+mod accounts;
 #[path = "common/attendee.rs"]
 mod attendee;
+#[path = "attendee_api/connections.rs"]
+mod connections;
+#[path = "attendee_api/fair_share.rs"]
+mod fair_share;
 #[path = "attendee_api/isolation.rs"]
 mod isolation;
+#[path = "attendee_api/storage.rs"]
+mod storage;
 
 use std::time::Duration;
 

@@ -247,7 +247,7 @@ async fn wrong_password_bursts_are_rate_limited_for_known_and_unknown_names() {
     add_user(data.path(), "bob", Role::Attendee, "bob-password");
     let auth = Arc::new(Authenticator::with_settings(data.path(), settings()).unwrap());
     let address = serve(auth.clone()).await;
-    let limit = settings().max_failures_per_user;
+    let limit = settings().max_failures_per_pair;
 
     for (name, source) in [("ada", LOCAL), ("ghost", [127, 0, 0, 2])] {
         let client = client_from(source);
@@ -279,14 +279,15 @@ async fn wrong_password_bursts_are_rate_limited_for_known_and_unknown_names() {
         assert_eq!(auth.argon2_verifications() - before, u64::from(limit));
     }
 
-    // Even ada's right password waits out the limit on her name…
+    // The limit is on ada's name from that address: ada herself, from
+    // hers, gets in…
     let ada = basic("ada", "ada-password");
     let from_elsewhere = client_from([127, 0, 0, 3]);
     assert_eq!(
         get_as(&from_elsewhere, address, "/me", Some(&ada))
             .await
             .status(),
-        429
+        200
     );
     // …while another user, from another address or from the same one,
     // still gets in, and that success resets nobody's counter.
@@ -302,9 +303,58 @@ async fn wrong_password_bursts_are_rate_limited_for_known_and_unknown_names() {
         get_as(&local, address, "/me", Some(&bob)).await.status(),
         200
     );
+    // …and now that her password is verified (cached), even the locked
+    // address lets her in: the cache is asked before the limiter.
     assert_eq!(
         get_as(&local, address, "/me", Some(&ada)).await.status(),
-        429
+        200
+    );
+    assert_eq!(
+        get_as(&local, address, "/me", Some(&basic("ada", "guess")))
+            .await
+            .status(),
+        429,
+        "the locked pair still refuses guesses"
+    );
+}
+
+#[tokio::test]
+async fn a_stranger_failing_as_bob_never_locks_bob_out() {
+    let data = tempfile::tempdir().unwrap();
+    add_user(data.path(), "bob", Role::Attendee, "bob-password");
+    let auth = Arc::new(Authenticator::with_settings(data.path(), settings()).unwrap());
+    let address = serve(auth.clone()).await;
+    let bob = basic("bob", "bob-password");
+    // Bob logs in from the venue address; a stranger behind the same
+    // address, and another from elsewhere, fail as bob until locked.
+    let venue = client_from([127, 0, 0, 4]);
+    assert_eq!(
+        get_as(&venue, address, "/me", Some(&bob)).await.status(),
+        200
+    );
+    let stranger = client_from([127, 0, 0, 5]);
+    for source in [&venue, &stranger] {
+        for _ in 0..40 {
+            get_as(source, address, "/me", Some(&basic("bob", "guess"))).await;
+        }
+        assert_eq!(
+            get_as(source, address, "/me", Some(&basic("bob", "guess")))
+                .await
+                .status(),
+            429
+        );
+    }
+    // Bob's cached login goes on from the venue, and a first login from a
+    // third address is not refused either.
+    assert_eq!(
+        get_as(&venue, address, "/me", Some(&bob)).await.status(),
+        200
+    );
+    auth.clear_cache();
+    let home = client_from([127, 0, 0, 6]);
+    assert_eq!(
+        get_as(&home, address, "/me", Some(&bob)).await.status(),
+        200
     );
 }
 

@@ -35,7 +35,7 @@ mod export;
 mod jobs;
 mod metrics;
 pub mod openapi;
-mod plugins;
+pub(crate) mod plugins;
 mod prewarm;
 
 use std::sync::Arc;

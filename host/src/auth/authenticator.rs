@@ -2,11 +2,16 @@
 //!
 //! Policy (see the module docs of [`crate::auth`] for the why):
 //! 1. parse Basic, else 401 without touching anything else;
-//! 2. refuse at once (429) when the client address or the name is over its
-//!    failure limit, before any hashing, so a flood cannot burn the CPU;
-//! 3. look the name up in the users file as last loaded (the file is
+//! 2. look the name up in the users file as last loaded (the file is
 //!    re-checked at most once per `reload_check`, and always on a cache miss);
-//! 4. a cache hit answers without argon2; a miss verifies on a blocking
+//!    a cache hit (these exact credentials verified recently) answers
+//!    without argon2 and without asking the failure limiter, so a stranger
+//!    failing as this attendee, or behind the same venue address, never
+//!    locks out someone already logged in;
+//! 3. refuse at once (429) when the client address, or the name from that
+//!    address, is over its failure limit, before any hashing, so a flood
+//!    cannot burn the CPU;
+//! 4. a miss verifies on a blocking
 //!    thread, one per core at most (a login storm queues instead of holding
 //!    argon2's 19 MiB per login at once, and looks at the cache again once
 //!    its turn comes), against a dummy hash for unknown names so every miss
@@ -41,8 +46,9 @@ pub struct AuthSettings {
     pub reload_check: Duration,
     /// Failed logins per client address within `failure_window`.
     pub max_failures_per_ip: u32,
-    /// Failed logins per user name within `failure_window`.
-    pub max_failures_per_user: u32,
+    /// Failed logins per (client address, user name) within
+    /// `failure_window`; a name alone is never locked.
+    pub max_failures_per_pair: u32,
     /// The sliding window the failure limits count in.
     pub failure_window: Duration,
     /// Reverse proxies whose `X-Forwarded-For` names the client; any other
@@ -59,7 +65,7 @@ impl Default for AuthSettings {
             // A workshop's attendees often share one venue address: the
             // per-address limit is looser than the per-name one.
             max_failures_per_ip: 30,
-            max_failures_per_user: 10,
+            max_failures_per_pair: 10,
             failure_window: Duration::from_secs(60),
             trusted_proxies: Vec::new(),
         }
@@ -81,6 +87,10 @@ pub struct Authenticator {
     /// `comfyume rehearse`), and glibc keeps most of it afterwards. The
     /// rest wait here, a few milliseconds each.
     argon2_slots: Arc<tokio::sync::Semaphore>,
+    /// Bumped whenever the accounts may have changed (the file reloaded,
+    /// the cache cleared by an operator's edit): open websockets re-check
+    /// their account on it, so a disabled attendee's sockets close at once.
+    accounts_changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// What the users file said when last read, and what was verified since.
@@ -124,7 +134,7 @@ impl Authenticator {
             super::users::hash_password(&super::generate_password(), &settings.params)?;
         let limiter = Limiter::new(
             settings.max_failures_per_ip,
-            settings.max_failures_per_user,
+            settings.max_failures_per_pair,
             settings.failure_window,
         );
         Ok(Authenticator {
@@ -143,6 +153,7 @@ impl Authenticator {
             argon2_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8)),
             )),
+            accounts_changed: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -241,9 +252,27 @@ impl Authenticator {
     /// through the API rather than the file).
     pub fn clear_cache(&self) {
         self.lock().cache.clear();
+        self.accounts_changed.send_modify(|n| *n += 1);
     }
 
-    /// Steps 2–4: `Ok(Ok(identity))` on a cache hit, `Ok(Err(plan))` when
+    /// Changes whenever an account may have changed; see [`Self::allows`].
+    pub fn watch_accounts(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.accounts_changed.subscribe()
+    }
+
+    /// True while `name` is an enabled account, as the users file says now
+    /// (re-read when it changed; `fresh` looks at once, otherwise at most
+    /// once per `reload_check`). Long-lived connections (websockets) ask
+    /// this, since they passed the login only once.
+    pub fn allows(&self, name: &str, fresh: bool) -> bool {
+        if let Err(error) = self.refresh(fresh) {
+            // The file cannot be read: keep the accounts as last known.
+            tracing::warn!(%error, "cannot re-check accounts");
+        }
+        self.lock().users.get(name).is_some_and(|u| !u.disabled)
+    }
+
+    /// Steps 2–3: `Ok(Ok(identity))` on a cache hit, `Ok(Err(plan))` when
     /// argon2 must run.
     fn before_argon2(
         &self,
@@ -251,9 +280,6 @@ impl Authenticator {
         client: IpAddr,
     ) -> Result<Result<Identity, Plan>, AuthError> {
         let now = Instant::now();
-        self.limiter
-            .check(client, &creds.user, now)
-            .map_err(|retry_after_secs| AuthError::RateLimited { retry_after_secs })?;
         self.refresh(false)?;
         {
             let state = self.lock();
@@ -266,6 +292,9 @@ impl Authenticator {
                     .map(Ok);
             }
         }
+        self.limiter
+            .check(client, &creds.user, now)
+            .map_err(|retry_after_secs| AuthError::RateLimited { retry_after_secs })?;
         // A miss may be the first request after `comfyume user passwd`:
         // look at the file now rather than up to `reload_check` later.
         self.refresh(true)?;
@@ -349,6 +378,8 @@ impl Authenticator {
                 state.generation += 1;
                 state.cache.clear();
                 tracing::info!(users = state.users.len(), "users file reloaded");
+                drop(state);
+                self.accounts_changed.send_modify(|n| *n += 1);
             }
             Err(error) => {
                 tracing::warn!(%error, "users file changed but cannot be read; keeping the previous accounts");

@@ -3,6 +3,10 @@
 //! Policy: anything that is not exactly `Basic <base64 of user:password>`
 //! in UTF-8 is [`AuthError::Malformed`], never a panic or a 500. The
 //! password may contain `:`; the user name may not (it is split at the first).
+//! A user name that no account could have ([`super::valid_user_name`]:
+//! control characters, spaces, slashes…) is malformed too, so what the
+//! host logs as a name is always a plain word: a newline in it cannot
+//! forge a log line.
 
 use base64::Engine as _;
 
@@ -52,6 +56,11 @@ pub(crate) fn parse(header: Option<&str>) -> Result<Credentials, AuthError> {
     if user.is_empty() {
         return Err(AuthError::Malformed("empty user name"));
     }
+    if !super::valid_user_name(user) {
+        return Err(AuthError::Malformed(
+            "the user name has characters no account name has",
+        ));
+    }
     Ok(Credentials {
         user: user.to_owned(),
         password: password.to_owned(),
@@ -88,6 +97,9 @@ mod tests {
             encode(b"nocolon"),
             encode(b":nouser"),
             encode(&[0xff, b':', b'x']),
+            encode(b"ann\n2026-12-07T03:00:00Z  INFO admin logged in:x"),
+            encode(b"ann\r:x"),
+            encode(b"a b:x"),
         ] {
             assert!(
                 matches!(parse(Some(&bad)), Err(AuthError::Malformed(_))),

@@ -10,9 +10,12 @@
 //!   every time ([`cache`]).
 //! - HTTP Basic is the only scheme: the browser prompts once and re-sends the
 //!   credentials on every same-origin request, the websocket upgrade included.
-//! - Failed logins are rate-limited per client address and per user name,
-//!   unknown names included; unknown names cost one argon2 verification like
-//!   known ones, so names cannot be probed by timing ([`limiter`]).
+//! - Failed logins are rate-limited per client address and per (address,
+//!   user name) pair, unknown names included, with lockouts that double
+//!   while failures go on; a request with credentials verified recently
+//!   is let in before the limiter is asked. Unknown names cost one argon2
+//!   verification like known ones, so names cannot be probed by timing
+//!   ([`limiter`]).
 //! - Passwords and hashes are never logged; errors name the user at most.
 //!
 //! [`Authenticator`] does the checking; [`http`] puts it in front of axum
@@ -100,7 +103,7 @@ pub enum AuthError {
     /// The account exists and the password is right, but it is disabled (403).
     #[error("the account {0:?} is disabled; ask the workshop staff")]
     Disabled(String),
-    /// Too many failed logins from this address or for this name (429).
+    /// Too many failed logins from this address, or for this name from it (429).
     #[error("too many failed logins; try again in {retry_after_secs} s")]
     RateLimited {
         /// When the oldest counted failure leaves the window.

@@ -112,6 +112,24 @@ impl Config {
             }
             _ => {}
         }
+        for (key, value) in [
+            (
+                "server.header_timeout_secs",
+                self.server.header_timeout_secs as usize,
+            ),
+            (
+                "server.body_timeout_secs",
+                self.server.body_timeout_secs as usize,
+            ),
+            (
+                "server.max_connections_per_address",
+                self.server.max_connections_per_address,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(key, "must be at least 1"));
+            }
+        }
         let a = &self.attendees;
         if a.max_upload_mib == 0 || a.max_upload_mib > 4096 {
             return Err(ConfigError::new(
@@ -127,6 +145,20 @@ impl Config {
             ("attendees.max_userdata_kib", a.max_userdata_kib),
             ("attendees.max_userdata_files", a.max_userdata_files),
             ("attendees.max_settings_kib", a.max_settings_kib),
+            ("attendees.max_upload_files", a.max_upload_files),
+            ("attendees.max_upload_total_mib", a.max_upload_total_mib),
+            ("attendees.max_prompt_nodes", a.max_prompt_nodes),
+            ("attendees.max_prompt_inputs", a.max_prompt_inputs),
+            ("attendees.max_prompt_links", a.max_prompt_links),
+            (
+                "attendees.submits_per_minute",
+                a.submits_per_minute as usize,
+            ),
+            ("attendees.submit_burst", a.submit_burst as usize),
+            (
+                "attendees.max_concurrent_checks",
+                a.max_concurrent_checks as usize,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::new(key, "must be at least 1"));

@@ -148,6 +148,14 @@ pub struct ServerConfig {
     /// this host besides its own; see `server::origin`.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Seconds a client may take to send a request's head; also how long
+    /// an idle kept-alive connection stays open.
+    pub header_timeout_secs: u64,
+    /// Longest pause, in seconds, while a request body arrives.
+    pub body_timeout_secs: u64,
+    /// Connections one client address may hold open (trusted proxies are
+    /// exempt).
+    pub max_connections_per_address: usize,
 }
 
 impl Default for ServerConfig {
@@ -159,6 +167,9 @@ impl Default for ServerConfig {
             tls_key: None,
             trusted_proxies: Vec::new(),
             allowed_origins: Vec::new(),
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            max_connections_per_address: 2048,
         }
     }
 }
@@ -473,6 +484,24 @@ pub struct AttendeesConfig {
     pub max_userdata_files: usize,
     /// Largest settings file per attendee, in KiB.
     pub max_settings_kib: usize,
+    /// Most uploaded files one attendee may keep.
+    pub max_upload_files: usize,
+    /// Most bytes of uploads one attendee may keep, in MiB.
+    pub max_upload_total_mib: usize,
+    /// Uploads are refused while the data disk has less free, in MiB.
+    pub min_free_disk_mib: usize,
+    /// Most nodes in one prompt.
+    pub max_prompt_nodes: usize,
+    /// Most inputs over all of one prompt's nodes (links included).
+    pub max_prompt_inputs: usize,
+    /// Most links between nodes in one prompt.
+    pub max_prompt_links: usize,
+    /// Prompts one attendee may submit per minute, on average...
+    pub submits_per_minute: u32,
+    /// ...and at once after a pause.
+    pub submit_burst: u32,
+    /// One attendee's prompts the validators check at the same time.
+    pub max_concurrent_checks: u32,
 }
 
 impl Default for AttendeesConfig {
@@ -484,6 +513,15 @@ impl Default for AttendeesConfig {
             max_userdata_kib: 4096,
             max_userdata_files: 500,
             max_settings_kib: 256,
+            max_upload_files: 500,
+            max_upload_total_mib: 2048,
+            min_free_disk_mib: 1024,
+            max_prompt_nodes: 1000,
+            max_prompt_inputs: 20_000,
+            max_prompt_links: 10_000,
+            submits_per_minute: 60,
+            submit_burst: 20,
+            max_concurrent_checks: 2,
         }
     }
 }

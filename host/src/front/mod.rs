@@ -21,13 +21,17 @@
 //! [`Front`]; no global state.
 
 pub mod assets;
+pub mod body;
 pub mod boot;
+pub mod budget;
 pub mod catalogue;
 pub mod error;
+pub mod fair;
 pub mod files;
 pub mod jobs;
 pub mod prompt;
 pub mod settings;
+pub mod upload;
 pub mod userdata;
 pub mod ws;
 
@@ -65,6 +69,10 @@ pub struct Front {
     pub templates: Arc<userdata::Templates>,
     /// Caps on what attendees send and keep.
     pub limits: AttendeesConfig,
+    /// Largest `POST /api/prompt` body, in bytes.
+    pub max_prompt_bytes: usize,
+    /// Each attendee's submit rate and validator slots.
+    pub fair: fair::Fairness,
     /// Default caps for a user the queue has not seen.
     pub default_pending: u32,
     /// Default running cap for a user the queue has not seen.
@@ -108,6 +116,14 @@ impl Front {
             catalogue,
             templates,
             limits: config.attendees.clone(),
+            // The stored payload is the prompt and its extra data, about
+            // the body: a little room for the framing the store drops.
+            max_prompt_bytes: config.queue.max_payload_bytes + 64 * 1024,
+            fair: fair::Fairness::new(
+                config.attendees.submits_per_minute,
+                config.attendees.submit_burst,
+                config.attendees.max_concurrent_checks,
+            ),
             default_pending: config.queue.max_pending,
             default_running: config.queue.max_running,
             positions,
@@ -143,6 +159,15 @@ impl Front {
     pub fn user_lock(&self, user: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(user.to_string()).or_default().clone()
+    }
+
+    /// The prompt budget from `[attendees]`.
+    pub fn budget(&self) -> budget::Budget {
+        budget::Budget {
+            max_nodes: self.limits.max_prompt_nodes,
+            max_inputs: self.limits.max_prompt_inputs,
+            max_links: self.limits.max_prompt_links,
+        }
     }
 
     /// The limits a user gets the first time they queue a job: the
@@ -204,12 +229,21 @@ pub fn router(front: Arc<Front>, static_files: Router) -> Router {
         .layer(require_user(front.auth.clone()))
 }
 
-/// Reads a small JSON file, `None` when it does not exist.
+/// Reads a small JSON file of an attendee's, `None` when it does not exist
+/// or does not parse. A corrupt file (a crash mid-write by an older
+/// version, a hand edit, JSON nested deeper than the parser takes) is
+/// logged for the operator and answered as empty: a 503 here would stop
+/// the editor from starting at all, and the next write replaces the file.
+/// The answer never carries the host's path.
 pub(crate) async fn read_json_file(path: &Path) -> Result<Option<serde_json::Value>, ApiError> {
     match tokio::fs::read(path).await {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| ApiError::Unavailable(format!("{} is unreadable: {e}", path.display()))),
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(value) => Ok(Some(value)),
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "an attendee's file is corrupt; answered as empty");
+                Ok(None)
+            }
+        },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ApiError::io("reading your data", e)),
     }

@@ -3,40 +3,50 @@
 //! Policy, in order; the first refusal answers, in ComfyUI's exact 400 shape
 //! (`{"error": {type, message, details, extra_info}, "node_errors": {…}}`)
 //! so the editor shows the dialog and outlines the nodes:
-//! 1. The body is JSON with a `prompt` object (`invalid_prompt`, `no_prompt`);
+//! 1. The attendee is within their submit rate (`too_many_requests`, 429
+//!    with `Retry-After`; [`super::fair`]), checked before the body is read.
+//! 2. The body is at most `queue.max_payload_bytes` (`prompt_too_large`,
+//!    413, refused on its declared length before it is read), JSON with a
+//!    `prompt` object (`invalid_prompt`, `no_prompt`) within the node,
+//!    input and link budget (`prompt_too_large`, 413; [`super::budget`]);
 //!    a client-supplied `prompt_id` is a canonical lowercase UUID
 //!    (`invalid_prompt_id`).
-//! 2. Every node has a `class_type` the GPU side knows (`missing_node_type`,
+//! 3. Every node has a `class_type` the GPU side knows (`missing_node_type`,
 //!    from the node catalogue), and at least one is an output
 //!    (`prompt_no_outputs`).
-//! 3. Every loader (`LoadImage`…) names a file the attendee owns (their
+//! 4. Every loader (`LoadImage`…) names a file the attendee owns (their
 //!    uploads; their own outputs for `[output]`/`[temp]`) or one the
 //!    workshop ships (listed in the GPU's node catalogue): anything else
 //!    could read another attendee's file on the shared GPU, and is refused
 //!    as ComfyUI refuses a missing file (`value_not_in_list` on the node
 //!    and input), never forwarded.
-//! 4. The validator plugins accept it (`prompt_outputs_failed_validation`
-//!    with their problems per node). A validator that cannot decide is a
-//!    503: the prompt is not queued unchecked.
-//! 5. It is written durably to the queue (caps → 413/429 with the reason),
+//! 5. The validator plugins accept it (`prompt_outputs_failed_validation`
+//!    with their problems per node), checking at most
+//!    `attendees.max_concurrent_checks` of one attendee's prompts at once
+//!    (`too_many_requests`, 429). A validator that cannot decide is a 503:
+//!    the prompt is not queued unchecked.
+//! 6. It is written durably to the queue (caps → 413/429 with the reason),
 //!    the dispatcher is woken, and the answer is
 //!    `{"prompt_id", "number", "node_errors": {}}`.
 //!
 //! `front: true` (queue at the front) is ignored: attendees do not jump the
 //! queue; the instructor's lane is a role, not a flag.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 use tracing::Instrument as _;
 
+use super::body::{BodyError, read_capped};
+use super::budget::dependent_outputs;
+use super::fair::retry_secs;
 use super::{ApiError, Front};
 use crate::auth::Identity;
 use crate::front::Caller;
@@ -54,6 +64,8 @@ pub fn router() -> Router<Arc<Front>> {
 struct PromptError {
     status: StatusCode,
     body: Value,
+    /// Seconds for `Retry-After` (429).
+    retry_after: Option<u64>,
 }
 
 impl PromptError {
@@ -73,13 +85,34 @@ impl PromptError {
                 "error": {"type": kind, "message": message.into(), "details": details.into(), "extra_info": extra_info},
                 "node_errors": {},
             }),
+            retry_after: None,
         }
+    }
+
+    /// The same refusal with another status.
+    fn status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// A 429: come back in `secs`.
+    fn busy(message: String, details: &str, secs: u64) -> Self {
+        let mut refusal = PromptError::new("too_many_requests", message, details)
+            .status(StatusCode::TOO_MANY_REQUESTS);
+        refusal.retry_after = Some(secs);
+        refusal
     }
 }
 
 impl IntoResponse for PromptError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let mut response = (self.status, Json(self.body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -108,15 +141,25 @@ async fn queue_info(
     Ok(Json(json!({"exec_info": {"queue_remaining": remaining}})))
 }
 
-async fn submit(Caller(user): Caller, State(front): State<Arc<Front>>, body: Bytes) -> Response {
+async fn submit(
+    Caller(user): Caller,
+    State(front): State<Arc<Front>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let span = tracing::info_span!("submit", user = %user.name, prompt_id = tracing::field::Empty);
-    match accept(&front, &user, &body).instrument(span).await {
+    match accept(&front, &user, &headers, body).instrument(span).await {
         Ok(answer) => Json(answer).into_response(),
         Err(refusal) => refusal.into_response(),
     }
 }
 
-async fn accept(front: &Front, user: &Identity, body: &[u8]) -> Result<Value, PromptError> {
+async fn accept(
+    front: &Front,
+    user: &Identity,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Value, PromptError> {
     if !front.session.accepting() {
         let mut refusal = PromptError::new(
             "workshop_not_accepting",
@@ -126,7 +169,35 @@ async fn accept(front: &Front, user: &Identity, body: &[u8]) -> Result<Value, Pr
         refusal.status = StatusCode::CONFLICT;
         return Err(refusal);
     }
-    let request: Value = serde_json::from_slice(body).map_err(|e| {
+    if let Err(wait) = front.fair.submit(&user.name, std::time::Instant::now()) {
+        let secs = retry_secs(wait);
+        tracing::info!(
+            retry_after = secs,
+            "submit refused: over the attendee's rate"
+        );
+        return Err(PromptError::busy(
+            format!("You are submitting faster than this workshop allows; try again in {secs} s."),
+            "attendees.submits_per_minute",
+            secs,
+        ));
+    }
+    let body = read_capped(headers, body, front.max_prompt_bytes)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge { max } => PromptError::new(
+                "prompt_too_large",
+                format!(
+                    "The workflow is too large: at most {} KiB are accepted.",
+                    max / 1024
+                ),
+                e.to_string(),
+            )
+            .status(StatusCode::PAYLOAD_TOO_LARGE),
+            BodyError::Broken(_) => {
+                PromptError::new("invalid_prompt", "Invalid prompt", e.to_string())
+            }
+        })?;
+    let request: Value = serde_json::from_slice(&body).map_err(|e| {
         PromptError::new(
             "invalid_prompt",
             "Invalid prompt: the body is not JSON",
@@ -147,13 +218,21 @@ async fn accept(front: &Front, user: &Identity, body: &[u8]) -> Result<Value, Pr
             "No prompt provided",
         ));
     };
-    if !prompt.is_object() {
+    let Some(nodes) = prompt.as_object() else {
         return Err(PromptError::new(
             "invalid_prompt",
             "Invalid prompt",
             "\"prompt\" must be an object of node id → node",
         ));
-    }
+    };
+    front.budget().check(nodes).map_err(|e| {
+        PromptError::new(
+            "prompt_too_large",
+            format!("The workflow is too large: {e}."),
+            e.to_string(),
+        )
+        .status(StatusCode::PAYLOAD_TOO_LARGE)
+    })?;
     let prompt_id = match request.get("prompt_id") {
         None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),
         Some(Value::String(id)) if is_prompt_id(id) => id.clone(),
@@ -175,17 +254,29 @@ async fn accept(front: &Front, user: &Identity, body: &[u8]) -> Result<Value, Pr
             e.to_string(),
         )
     })?;
+    let Some(slot) = front.fair.check_slot(&user.name) else {
+        tracing::info!("submit refused: the attendee's validator slots are busy");
+        return Err(PromptError::busy(
+            "Your other workflows are still being checked; try again in a second.".into(),
+            "attendees.max_concurrent_checks",
+            1,
+        ));
+    };
     let plugins = front.plugins.clone();
-    let validation = tokio::task::spawn_blocking(move || plugins.validate(&graph))
-        .await
-        .map_err(|e| unavailable(format!("the workflow check stopped: {e}")))?;
+    let validation = tokio::task::spawn_blocking(move || {
+        // Held until the check ends, even if the client hung up meanwhile.
+        let _slot = slot;
+        plugins.validate(&graph)
+    })
+    .await
+    .map_err(|e| unavailable(format!("the workflow check stopped: {e}")))?;
     let (workflow_kind, cost) = match validation {
         Validation::Accepted {
             workflow_kind,
             cost,
             by,
         } => {
-            tracing::debug!(%workflow_kind, validator = %by, "prompt accepted");
+            tracing::debug!(?workflow_kind, validator = %by, "prompt accepted");
             (
                 workflow_kind,
                 Cost {
@@ -246,7 +337,7 @@ async fn accept(front: &Front, user: &Identity, body: &[u8]) -> Result<Value, Pr
     .map_err(ApiError::from)?;
     front.dispatcher.wake();
     front.positions.nudge();
-    tracing::info!(job = job.id, kind = %job.workflow_kind, "prompt queued");
+    tracing::info!(job = job.id, kind = ?job.workflow_kind, "prompt queued");
     Ok(json!({"prompt_id": prompt_id, "number": job.id, "node_errors": {}}))
 }
 
@@ -390,37 +481,32 @@ fn problem_type(kind: ProblemType) -> &'static str {
     }
 }
 
-/// The validator's problems as ComfyUI's `prompt_outputs_failed_validation`.
+/// Most problems reported back; a validator may list one per input.
+const MAX_PROBLEMS: usize = 500;
+
+/// The validator's problems as ComfyUI's `prompt_outputs_failed_validation`,
+/// in time linear in the prompt ([`dependent_outputs`]).
 fn rejected(front: &Front, prompt: &Value, problems: &[Problem]) -> PromptError {
-    let nodes = prompt.as_object();
-    let outputs: Vec<&String> = nodes
-        .map(|n| {
-            n.iter()
-                .filter(|(_, node)| {
-                    node.get("class_type")
-                        .and_then(Value::as_str)
-                        .is_some_and(|c| front.catalogue.is_output(c))
-                })
-                .map(|(id, _)| id)
-                .collect()
-        })
-        .unwrap_or_default();
-    let upstream: Vec<(&String, BTreeSet<String>)> = outputs
-        .iter()
-        .map(|id| (*id, upstream_of(prompt, id)))
-        .collect();
+    let empty = Map::new();
+    let nodes = prompt.as_object().unwrap_or(&empty);
+    let problems = &problems[..problems.len().min(MAX_PROBLEMS)];
+    let bad: Vec<&str> = problems.iter().map(|p| p.node_id.as_str()).collect();
+    let dependents = dependent_outputs(nodes, &bad, |node| {
+        node.get("class_type")
+            .and_then(Value::as_str)
+            .is_some_and(|c| front.catalogue.is_output(c))
+    });
     let mut node_errors: BTreeMap<String, Value> = BTreeMap::new();
     for problem in problems {
-        let class_type = nodes
-            .and_then(|n| n.get(&problem.node_id))
+        let node = nodes.get(&problem.node_id);
+        let class_type = node
             .and_then(|n| n.get("class_type"))
             .and_then(Value::as_str)
             .unwrap_or("");
-        let dependent: Vec<&String> = upstream
-            .iter()
-            .filter(|(_, up)| up.contains(&problem.node_id))
-            .map(|(id, _)| *id)
-            .collect();
+        let dependent = dependents
+            .get(&problem.node_id)
+            .cloned()
+            .unwrap_or_default();
         let entry = node_errors.entry(problem.node_id.clone()).or_insert_with(
             || json!({"errors": [], "dependent_outputs": dependent, "class_type": class_type}),
         );
@@ -428,9 +514,9 @@ fn rejected(front: &Front, prompt: &Value, problems: &[Problem]) -> PromptError 
         let mut extra = json!({});
         if !input.is_empty() {
             extra["input_name"] = Value::from(input.clone());
-            if let Some(value) = nodes
-                .and_then(|n| n.get(&problem.node_id))
-                .and_then(|n| n.pointer(&format!("/inputs/{input}")))
+            if let Some(value) = node
+                .and_then(|n| n.get("inputs"))
+                .and_then(|inputs| inputs.get(&input))
             {
                 extra["received_value"] = value.clone();
             }
@@ -450,48 +536,6 @@ fn rejected(front: &Front, prompt: &Value, problems: &[Problem]) -> PromptError 
             "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation", "details": "", "extra_info": {}},
             "node_errors": node_errors,
         }),
-    }
-}
-
-/// `id` and every node it reads from, through links `[node, slot]`.
-fn upstream_of(prompt: &Value, id: &str) -> BTreeSet<String> {
-    let mut seen = BTreeSet::new();
-    let mut stack = vec![id.to_string()];
-    while let Some(node) = stack.pop() {
-        if !seen.insert(node.clone()) {
-            continue;
-        }
-        let Some(inputs) = prompt
-            .get(&node)
-            .and_then(|n| n.get("inputs"))
-            .and_then(Value::as_object)
-        else {
-            continue;
-        };
-        for value in inputs.values() {
-            if let Some([Value::String(from), Value::Number(_)]) =
-                value.as_array().map(Vec::as_slice)
-            {
-                stack.push(from.clone());
-            }
-        }
-    }
-    seen
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upstream_follows_links_and_stops_on_cycles() {
-        let prompt = json!({
-            "1": {"class_type": "A", "inputs": {}},
-            "2": {"class_type": "B", "inputs": {"x": ["1", 0], "y": ["3", 0]}},
-            "3": {"class_type": "C", "inputs": {"z": ["2", 0]}},
-            "9": {"class_type": "Save", "inputs": {"images": ["2", 0]}},
-        });
-        let up = upstream_of(&prompt, "9");
-        assert_eq!(up.into_iter().collect::<Vec<_>>(), vec!["1", "2", "3", "9"]);
+        retry_after: None,
     }
 }

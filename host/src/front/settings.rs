@@ -3,22 +3,31 @@
 //!
 //! Policy: writes are read-modify-write under the user's lock, so two tabs
 //! saving at once lose nothing; the file is capped
-//! (`attendees.max_settings_kib`) and written atomically; a setting id is
-//! at most 256 characters.
+//! (`attendees.max_settings_kib`, the body too, refused in JSON) and written
+//! atomically; a setting id is at most 256 characters and a value nests at
+//! most [`MAX_DEPTH`] deep (the editor's own settings nest four or five),
+//! so what is stored can always be read back. A file that cannot be read
+//! back anyway answers as a new attendee's settings, never a 503 that
+//! would stop the editor from starting.
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Map, Value};
 
+use super::body::{depth, read_capped};
 use super::{ApiError, Front, read_json_file, write_atomic};
 use crate::auth::Identity;
 use crate::front::Caller;
 
 const FILE: &str = "comfy.settings.json";
+
+/// How deep a setting's value may nest.
+pub const MAX_DEPTH: usize = 32;
 
 /// The settings routes.
 pub fn router() -> Router<Arc<Front>> {
@@ -58,9 +67,17 @@ async fn store(front: &Front, user: &Identity, map: Map<String, Value>) -> Resul
     write_atomic(&front.user_dir(user)?.join(FILE), bytes).await
 }
 
-fn parse(body: &Bytes) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("the body is not JSON: {e}")))
+/// The body as JSON, within the file's cap and [`MAX_DEPTH`].
+async fn parse(front: &Front, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    let bytes: Bytes = read_capped(headers, body, front.limits.max_settings_kib * 1024).await?;
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not JSON: {e}")))?;
+    if depth(&value) > MAX_DEPTH {
+        return Err(ApiError::BadRequest(format!(
+            "settings nest at most {MAX_DEPTH} levels deep"
+        )));
+    }
+    Ok(value)
 }
 
 fn check_id(id: &str) -> Result<(), ApiError> {
@@ -92,9 +109,10 @@ async fn one(
 async fn post_all(
     Caller(user): Caller,
     State(front): State<Arc<Front>>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<(), ApiError> {
-    let Value::Object(changes) = parse(&body)? else {
+    let Value::Object(changes) = parse(&front, &headers, body).await? else {
         return Err(ApiError::BadRequest(
             "POST /api/settings takes an object of setting id → value".into(),
         ));
@@ -113,10 +131,11 @@ async fn post_one(
     Caller(user): Caller,
     State(front): State<Arc<Front>>,
     Path(id): Path<String>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<(), ApiError> {
     check_id(&id)?;
-    let value = parse(&body)?;
+    let value = parse(&front, &headers, body).await?;
     let lock = front.user_lock(&user.name);
     let _held = lock.lock().await;
     let mut map = load(&front, &user).await?;

@@ -11,17 +11,18 @@
 //!   moving or deleting anything under `workflows/workshop/` is a 403 with
 //!   a sentence saying to save under another name, so a template never
 //!   overwrites an attendee's work and an attendee never changes a template.
-//! - Each file is capped (`attendees.max_userdata_kib`) and so is the number
-//!   of files per attendee (`attendees.max_userdata_files`).
+//! - Each file is capped (`attendees.max_userdata_kib`: the body is read up
+//!   to that and refused beyond, in JSON, declared or not) and so is the
+//!   number of files per attendee (`attendees.max_userdata_files`).
 
 use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -355,17 +356,20 @@ async fn write(
     State(front): State<Arc<Front>>,
     Path(file): Path<String>,
     Query(query): Query<WriteQuery>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let relative = plain(&file)?;
     let max = front.limits.max_userdata_kib * 1024;
-    if body.len() > max {
-        return Err(ApiError::TooLarge(format!(
-            "{relative} is {} KiB; at most {} KiB are kept per file",
-            body.len() / 1024,
-            front.limits.max_userdata_kib
-        )));
-    }
+    let body = super::body::read_capped(&headers, body, max)
+        .await
+        .map_err(|e| match e {
+            super::body::BodyError::TooLarge { .. } => ApiError::TooLarge(format!(
+                "{relative} is larger than the {} KiB kept per file",
+                front.limits.max_userdata_kib
+            )),
+            other => other.into(),
+        })?;
     let lock = front.user_lock(&user.name);
     let _held = lock.lock().await;
     let path = writable(&front, &user, &relative).await?;

@@ -8,6 +8,8 @@
 //! API and the editor behind the login ([`crate::front`]), trims old jobs,
 //! and shuts down cleanly on Ctrl-C or SIGTERM.
 
+pub mod conn;
+pub mod limits;
 pub mod origin;
 pub mod progress;
 
@@ -79,20 +81,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
         _ => None,
     };
+    let conn_limits = conn::ConnLimits {
+        header_timeout: std::time::Duration::from_secs(config.server.header_timeout_secs),
+        per_address: config.server.max_connections_per_address,
+        exempt: config.server.trusted_proxies.clone(),
+    };
     let host = build(config).await?;
-    // ConnectInfo gives the auth layer the peer address for rate limiting.
-    let app = host.app.into_make_service_with_connect_info::<SocketAddr>();
     if let Some((cert, key)) = tls {
+        // ConnectInfo gives the auth layer the peer address for rate limiting.
+        let app = host.app.into_make_service_with_connect_info::<SocketAddr>();
         return serve_tls(listen, &cert, &key, app).await;
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     tracing::info!(address = %listen, "comfyume listening");
-    axum::serve(no_delay(listener), app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")
+    conn::serve(listener, host.app, conn_limits, shutdown_signal()).await;
+    Ok(())
 }
 
 /// `listener` with `TCP_NODELAY` set on every accepted connection.
@@ -111,7 +116,7 @@ pub fn no_delay(
     listener.tap_io(set_no_delay as fn(&mut tokio::net::TcpStream))
 }
 
-fn set_no_delay(stream: &mut tokio::net::TcpStream) {
+pub(crate) fn set_no_delay(stream: &mut tokio::net::TcpStream) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
     }
@@ -177,6 +182,12 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
         running = snapshot.running.len(),
         "job queue ready"
     );
+    // The queue journal exists now: the data folder and what is in it are
+    // the host's alone (users.json, queue.sqlite, every attendee's files).
+    let data_dir = config.server.data_dir.clone();
+    if let Err(error) = crate::paths::restrict(&data_dir) {
+        tracing::warn!(%error, path = %data_dir.display(), "could not make the data folder private");
+    }
     let retention = std::time::Duration::from_secs(config.queue.retention_hours * 3600);
     tokio::spawn(queue::retention_loop(queue.clone(), retention));
     let host_id = format!("host-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -234,6 +245,8 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
     tokio::spawn(admin::budget_loop(operator.clone()));
     tokio::spawn(admin::backup_loop(operator.clone()));
     let origins = origin::Origins::new(&state.config.server.allowed_origins);
+    let max_body = largest_body(&state.config);
+    let body_pause = std::time::Duration::from_secs(state.config.server.body_timeout_secs);
     let app = router(state.clone())
         .merge(admin::router(operator))
         .merge(front::router(attendees.clone(), static_files))
@@ -241,7 +254,15 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
             origins,
             origin::same_site_only,
         ))
-        .layer(axum::middleware::map_response(close_after_too_large));
+        .layer(limits::body_timeout(body_pause))
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                limits::refuse_declared_over(max_body, request, next)
+            },
+        ))
+        .layer(axum::middleware::map_response(
+            limits::close_after_too_large,
+        ));
     Ok(Host {
         app,
         state,
@@ -249,18 +270,21 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
     })
 }
 
-/// A 413 is answered before the body was read, so the connection cannot
-/// carry another request: say so (`Connection: close`). Without it a
-/// client may send its next request on the connection the server is
-/// closing and get a cut answer instead of a response (seen in tests).
-async fn close_after_too_large(mut response: axum::response::Response) -> axum::response::Response {
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        response.headers_mut().insert(
-            axum::http::header::CONNECTION,
-            axum::http::HeaderValue::from_static("close"),
-        );
-    }
-    response
+/// The largest body any route takes: what [`limits::refuse_declared_over`]
+/// refuses beyond, before a byte is read.
+fn largest_body(config: &Config) -> u64 {
+    let room = 1 << 20;
+    [
+        (config.attendees.max_upload_mib as u64) << 20,
+        config.queue.max_payload_bytes as u64,
+        (config.attendees.max_userdata_kib as u64) << 10,
+        (config.attendees.max_settings_kib as u64) << 10,
+        admin::plugins::MAX_UPLOAD as u64,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0)
+        + room
 }
 
 /// Creates the first accounts on a fresh data folder (printing their

@@ -10,12 +10,21 @@
 //!   revalidated each time, so a new install is picked up on reload.
 //! - The router holds no state beyond the folder, so authentication and the
 //!   API routes can be layered in front of it.
+//! - Every answer carries a Content-Security-Policy ([`editor_policy`]):
+//!   scripts only from this host (plus the exact inline scripts of the
+//!   installed `index.html`, by hash), styles inline as the editor sets
+//!   them, images and media from this host, `data:` and `blob:` (previews),
+//!   connections to this host and its websocket, no plugins, no framing by
+//!   other sites. An attendee's upload is another origin's page in no case:
+//!   `/api/view` serves it as an image or a download, with its own policy.
 
 use std::path::PathBuf;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, VARY, X_CONTENT_TYPE_OPTIONS};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, VARY, X_CONTENT_TYPE_OPTIONS,
+};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +38,9 @@ const REVALIDATE: &str = "no-cache";
 /// Serves the installed frontend in `dir` (`<data>/frontend/<version>/`):
 /// `/` is `index.html`, the rest are files under it.
 pub fn router(dir: PathBuf) -> Router {
+    let index = std::fs::read_to_string(dir.join("index.html")).unwrap_or_default();
+    let policy = HeaderValue::from_str(&editor_policy(&index))
+        .unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'self'"));
     let files = ServeDir::new(dir)
         .precompressed_br()
         .precompressed_gzip()
@@ -36,6 +48,46 @@ pub fn router(dir: PathBuf) -> Router {
     Router::new()
         .fallback_service(files)
         .layer(middleware::from_fn(cache_headers))
+        .layer(middleware::map_response(move |mut response: Response| {
+            let policy = policy.clone();
+            async move {
+                response
+                    .headers_mut()
+                    .insert(CONTENT_SECURITY_POLICY, policy);
+                response
+            }
+        }))
+}
+
+/// The editor's Content-Security-Policy, allowing the inline scripts of
+/// `index_html` by their SHA-256 (the installed page's splash screen).
+pub fn editor_policy(index_html: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let mut hashes = String::new();
+    let mut rest = index_html;
+    while let Some(start) = rest.find("<script") {
+        let tag = &rest[start..];
+        let Some(open_end) = tag.find('>') else { break };
+        let opening = &tag[..open_end];
+        let body = &tag[open_end + 1..];
+        let Some(close) = body.find("</script>") else {
+            break;
+        };
+        if !opening.contains("src=") && !body[..close].trim().is_empty() {
+            let digest = sha2::Sha256::digest(&body.as_bytes()[..close]);
+            let encoded = base64::engine::general_purpose::STANDARD.encode(digest);
+            hashes.push_str(&format!(" 'sha256-{encoded}'"));
+        }
+        rest = &body[close..];
+    }
+    format!(
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'{hashes}; \
+         style-src 'self' 'unsafe-inline' data: blob:; img-src 'self' data: blob:; \
+         media-src 'self' data: blob:; font-src 'self' data:; \
+         connect-src 'self' ws: wss: data: blob:; worker-src 'self' blob:; \
+         object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
+    )
 }
 
 /// Answers every request with a 503 page telling the operator how to
@@ -114,7 +166,24 @@ pub fn is_hashed_asset(path: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_hashed_asset;
+    use super::{editor_policy, is_hashed_asset};
+
+    #[test]
+    fn the_editor_policy_allows_exactly_the_pages_inline_scripts() {
+        let page = "<script type=\"module\" src=\"./a.js\"></script><script>splash()</script>";
+        let policy = editor_policy(page);
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let hash =
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(b"splash()"));
+        assert!(policy.contains(&format!("'sha256-{hash}'")), "{policy}");
+        assert_eq!(policy.matches("sha256-").count(), 1, "{policy}");
+        assert!(!policy.contains(" 'unsafe-eval'"), "{policy}");
+        assert!(
+            !policy.contains("script-src 'self' 'unsafe-inline'"),
+            "{policy}"
+        );
+    }
 
     #[test]
     fn hashed_names_are_vites_and_nothing_else() {

@@ -11,6 +11,12 @@
 //! - `/api/interrupt` without a prompt id stops the caller's running jobs,
 //!   never anyone else's (ComfyUI's global interrupt would stop whatever
 //!   the one GPU was doing).
+//! - Lists (`/api/jobs`, `/api/queue`, `/api/history`) are built from the
+//!   job records alone and never read a stored prompt: a prompt may be
+//!   2 MB and a list 500 jobs long. Their items carry an empty `prompt`
+//!   and the `extra_data` the record keeps (`client_id`, `create_time`);
+//!   the whole workflow is in the one-job answers (`/api/jobs/{id}`,
+//!   `/api/history/{id}`), one stored payload per request.
 
 pub mod shape;
 
@@ -246,7 +252,7 @@ async fn queue(
     let mut jobs = own_jobs(&front, &user.name).await?;
     jobs.sort_by_key(|j| j.id);
     for job in jobs.iter().filter(|j| !j.state.is_terminal()) {
-        let item = shape::queue_item(job, &payload(&front, job).await);
+        let item = shape::queue_item(job, &shape::summary_payload(job));
         if matches!(job.state, JobState::Dispatched | JobState::Running) {
             running.push(item);
         } else {
@@ -304,8 +310,8 @@ async fn history(
         .filter(|j| j.state.is_terminal())
         .take(max);
     for job in finished {
-        let payload = payload(&front, &job).await;
-        out.insert(job.prompt_id.clone(), shape::history(&job, &payload));
+        let summary = shape::summary_payload(&job);
+        out.insert(job.prompt_id.clone(), shape::history(&job, &summary));
     }
     Ok(Json(Value::Object(out)))
 }

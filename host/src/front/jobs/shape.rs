@@ -150,6 +150,16 @@ pub fn summary(job: &Job) -> Value {
     entry
 }
 
+/// What a list shows of a job's stored payload without reading it: no
+/// prompt, and the `extra_data` fields the record keeps.
+pub fn summary_payload(job: &Job) -> Value {
+    let mut extra = json!({"create_time": job.created_at_ms});
+    if let Some(client) = &job.client_id {
+        extra["client_id"] = json!(client);
+    }
+    json!({"prompt": {}, "extra_data": extra})
+}
+
 /// `/api/jobs/{id}`: the summary, the outputs, the status and the workflow.
 pub fn detail(job: &Job, payload: &Value) -> Value {
     let mut entry = summary(job);

@@ -15,6 +15,11 @@
 //!   current `status` instead of buffering without bound.
 //! - Queue positions come from [`position`] as a `comfyume.queue` message
 //!   that the editor extension `queue.js` shows as a badge.
+//! - A socket passed the login once, so it re-checks its account whenever
+//!   the accounts change (an operator's edit, the users file reloaded) and
+//!   every [`RECHECK`] (an edit by the command line nobody's request has
+//!   noticed yet): a disabled or removed account's sockets are closed
+//!   (code 1008) and stop carrying its events.
 
 pub mod messages;
 pub mod position;
@@ -38,6 +43,9 @@ use messages::Teller;
 
 /// The largest message the editor may send (it sends only small JSON).
 const MAX_INCOMING: usize = 64 * 1024;
+
+/// How often an open socket re-checks its account without being told.
+pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The websocket route.
 pub fn router() -> Router<Arc<Front>> {
@@ -132,8 +140,23 @@ async fn relay(
     last_spots: &mut Value,
     teller: &mut Teller,
 ) {
+    let mut accounts = front.auth.watch_accounts();
+    let mut recheck = tokio::time::interval(RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let outgoing: Vec<Message> = tokio::select! {
+            changed = accounts.changed() => {
+                if changed.is_err() || !front.auth.allows(&user.name, true) {
+                    return close_disabled(socket).await;
+                }
+                Vec::new()
+            },
+            _ = recheck.tick() => {
+                if !front.auth.allows(&user.name, false) {
+                    return close_disabled(socket).await;
+                }
+                Vec::new()
+            },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(body))) => answer(front, &body).into_iter().collect(),
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
@@ -169,6 +192,16 @@ async fn relay(
             }
         }
     }
+}
+
+/// Closes the socket of an account that is no longer allowed in.
+async fn close_disabled(socket: &mut WebSocket) {
+    tracing::info!("socket closed: the account is disabled or gone");
+    let frame = axum::extract::ws::CloseFrame {
+        code: axum::extract::ws::close_code::POLICY,
+        reason: Utf8Bytes::from_static("this account is disabled"),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
 }
 
 /// The editor's `feature_flags` gets ours; anything else is ignored.
