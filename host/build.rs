@@ -126,6 +126,33 @@ fn main() {
         )
         .unwrap();
     }
+    generated.push_str("];\n\n");
+    // The editor-format templates attendees open (`workflows/ui`), used
+    // when `attendees.templates_dir` is not found (e.g. `serve` run away
+    // from the checkout): (file name, JSON, modified ms).
+    generated.push_str(
+        "/// Workshop templates in the editor's format: (file name, JSON, modified ms).\n",
+    );
+    generated.push_str("pub(crate) const UI_TEMPLATES: &[(&str, &str, u64)] = &[\n");
+    let mut ui: Vec<PathBuf> = std::fs::read_dir(root.join("workflows/ui"))
+        .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    ui.retain(|p| p.extension().is_some_and(|e| e == "json"));
+    ui.sort();
+    for path in ui {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let modified = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as u64);
+        writeln!(
+            generated,
+            "    ({name:?}, include_str!({:?}), {modified}),",
+            path.display()
+        )
+        .unwrap();
+    }
     generated.push_str("];\n");
     std::fs::write(out.join("builtin_plugins.rs"), generated).expect("writing builtin_plugins.rs");
 }

@@ -755,6 +755,18 @@ async fn the_dashboard_and_its_live_feed_are_the_admins_only() {
         assert_eq!(anonymous.status(), 401, "{path}");
         let attendee = host.get("ann", path).send().await.expect("get");
         assert_eq!(attendee.status(), 403, "{path}");
+        // The page itself says so in words (issue 19), the API in JSON.
+        let kind = attendee.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .to_string();
+        let text = attendee.text().await.expect("body");
+        if path.starts_with("/admin/api/") || path.starts_with("/admin/assets/") {
+            assert!(kind.starts_with("application/json"), "{path}: {kind}");
+        } else {
+            assert!(kind.starts_with("text/html"), "{path}: {kind}");
+            assert!(text.contains("not an operator account"), "{path}: {text}");
+        }
     }
     let page = host.get("boss", "/admin").send().await.expect("page");
     assert_eq!(page.status(), 200);

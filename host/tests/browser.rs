@@ -23,7 +23,9 @@
 //! The second test (issue 6) drives the operator's dashboard at `/admin`
 //! with `tests/browser/admin.mjs`: live queue, cancel, plugin upload,
 //! activate, rollback, a hostile upload refused, the session switch and the
-//! job wait, each asserted on the page and then on the API. It needs only
+//! job wait, and (issue 19) Cancel pressed during a burst of submits, the
+//! attendees panel, Drain/Close confirmations and Warm up on a second host's
+//! default pool, each asserted on the page and then on the API. It needs only
 //! Chromium and playwright-core, not the editor's files. The two tests take
 //! turns (one lock): two Chromiums at once starve a 2-core CI machine.
 
@@ -530,6 +532,10 @@ fn the_operator_runs_the_workshop_from_the_dashboard() {
     )
     .expect("writing fifo.wasm");
     let hostile = comfyume::plugins::builtin::fixture("hostile-loop").expect("the hostile fixture");
+    // A second host with no pool configured (its default rehearsal pool),
+    // the same admin login: the dashboard warms that pool up.
+    let plain = tempfile::tempdir().expect("a second data folder");
+    add_user(plain.path(), "boss", "admin", &boss);
 
     let shots = screenshot_folder(|name| name.starts_with("admin-"));
     let port = free_port();
@@ -545,9 +551,18 @@ fn the_operator_runs_the_workshop_from_the_dashboard() {
             ("COMFYUME_POOLS__REHEARSAL__CAPACITY", "1"),
         ],
     );
+    let plain_port = free_port();
+    let plain_host = start_host(
+        plain.path(),
+        plain_port,
+        &shots.join("admin-serve-default.log"),
+        &[],
+    );
     let args: Vec<std::ffi::OsString> = vec![
         "--url".into(),
         format!("http://127.0.0.1:{port}/").into(),
+        "--default-url".into(),
+        format!("http://127.0.0.1:{plain_port}/").into(),
         "--admin".into(),
         "boss".into(),
         "--attendee".into(),
@@ -581,10 +596,15 @@ fn the_operator_runs_the_workshop_from_the_dashboard() {
         &shots,
         &[
             "login",
+            "attendee_sees_a_page",
+            "buttons_fit",
             "jobs_appear_live",
             "priority_answer",
             "cancel",
+            "wait_and_run_apart",
             "retry_answer",
+            "cancel_during_a_burst",
+            "attendees_panel",
             "upload_report",
             "activate",
             "rollback",
@@ -592,6 +612,7 @@ fn the_operator_runs_the_workshop_from_the_dashboard() {
             "outputs_and_backups",
             "hostile_refused",
             "session_and_job_wait",
+            "warm_up_default_pool",
             "polling_fallback",
             "no_page_errors",
         ],
@@ -642,6 +663,7 @@ fn the_operator_runs_the_workshop_from_the_dashboard() {
     );
     assert_eq!(get_json(port, "/admin", ("ann", &ann)).0, 403);
     drop(host);
+    drop(plain_host);
 
     let pngs = std::fs::read_dir(&shots)
         .expect("reading the screenshot folder")

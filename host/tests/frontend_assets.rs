@@ -15,6 +15,7 @@ use axum::http::{Request, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use comfyume::front::assets::{self, FrontendError, InstallOptions};
+use futures_util::StreamExt as _;
 use serde_json::json;
 use sha2::Digest as _;
 use tower::ServiceExt as _;
@@ -82,6 +83,8 @@ struct Fake {
     size: u64,
     /// An absolute URL for the wheel instead of `/files/…`.
     url: Option<String>,
+    /// Send the wheel in 8 pieces this far apart (a slow link).
+    piece_delay: Option<Duration>,
 }
 
 impl Fake {
@@ -92,6 +95,7 @@ impl Fake {
             size: body.len() as u64,
             body,
             url: None,
+            piece_delay: None,
         }
     }
 }
@@ -120,11 +124,26 @@ async fn release(State(fake): State<Fake>, UrlPath(version): UrlPath<String>) ->
     (StatusCode::OK, axum::Json(body))
 }
 
-async fn file(State(fake): State<Fake>, UrlPath(name): UrlPath<String>) -> impl IntoResponse {
+async fn file(
+    State(fake): State<Fake>,
+    UrlPath(name): UrlPath<String>,
+) -> axum::response::Response {
     if name != WHEEL {
-        return (StatusCode::NOT_FOUND, Vec::new());
+        return (StatusCode::NOT_FOUND, Vec::new()).into_response();
     }
-    (StatusCode::OK, fake.body.clone())
+    let Some(delay) = fake.piece_delay else {
+        return (StatusCode::OK, fake.body.clone()).into_response();
+    };
+    let pieces: Vec<Vec<u8>> = fake
+        .body
+        .chunks(fake.body.len().div_ceil(8))
+        .map(<[u8]>::to_vec)
+        .collect();
+    let stream = futures_util::stream::iter(pieces).then(move |piece| async move {
+        tokio::time::sleep(delay).await;
+        Ok::<_, std::io::Error>(piece)
+    });
+    (StatusCode::OK, Body::from_stream(stream)).into_response()
 }
 
 /// Serves the fake index on 127.0.0.1; returns its base URL.
@@ -172,6 +191,7 @@ fn options(index: &str, data: &Path) -> InstallOptions {
         wheel: None,
         force: false,
         progress: false,
+        status: None,
     }
 }
 
@@ -622,11 +642,13 @@ async fn serve_installs_on_first_start_and_serves_the_editor_beside_health() {
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
     let root = loop {
+        // 503 ("being installed") until the install in the background ends.
         if let Ok(response) = http
             .get(format!("{base}/"))
             .basic_auth("ann", Some("pw"))
             .send()
             .await
+            && response.status() != StatusCode::SERVICE_UNAVAILABLE
         {
             break response;
         }
@@ -645,6 +667,125 @@ async fn serve_installs_on_first_start_and_serves_the_editor_beside_health() {
     let health = http.get(format!("{base}/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     assert!(data.path().join("frontend/9.9.9/installed.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_answers_at_once_while_it_installs_the_editor_and_says_how_far() {
+    // A slow link: the wheel takes ~8 s. `serve` must answer meanwhile:
+    // /health says installing (503) with the progress, the editor's paths
+    // a 503 page saying so, the API as usual; the log says how far it is
+    // every few seconds. Issue 19: it printed nothing and did not listen
+    // until the install ended.
+    let mut fake = Fake::honest();
+    fake.piece_delay = Some(Duration::from_millis(1000));
+    let index = fake_index(fake).await;
+    let data = tempfile::tempdir().unwrap();
+    let cheap = argon2::Params::new(8, 1, 1, None).unwrap();
+    let hash = comfyume::auth::hash_password("pw", &cheap).unwrap();
+    comfyume::auth::UsersFile::update(data.path(), |f| {
+        f.add("ann", comfyume::auth::Role::Attendee, hash)
+    })
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = data.path().join("serve.log");
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_comfyume"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(data.path())
+            .current_dir(data.path())
+            .env("COMFYUME_FRONTEND__INDEX_URL", &index)
+            .env("COMFYUME_FRONTEND__VERSION", VERSION)
+            .env("COMFYUME_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    comfyume::tls::install_provider();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let health = loop {
+        if let Ok(response) = http.get(format!("{base}/health")).send().await {
+            break response;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "serve never answered"
+        );
+        assert!(child.0.try_wait().unwrap().is_none(), "serve exited early");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(health.status(), 503, "{}", log_text());
+    let body: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(body["status"], "installing", "{body}");
+    assert_eq!(body["frontend"]["state"], "installing", "{body}");
+    assert!(body["frontend"]["says"].is_string(), "{body}");
+    let page = http
+        .get(format!("{base}/"))
+        .basic_auth("ann", Some("pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 503);
+    assert_eq!(
+        page.headers()[header::CONTENT_TYPE],
+        "text/html; charset=utf-8"
+    );
+    let text = page.text().await.unwrap();
+    assert!(text.contains("being installed"), "{text}");
+    // The API answers meanwhile.
+    let users = http
+        .get(format!("{base}/api/users"))
+        .basic_auth("ann", Some("pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(users.status(), 200);
+    // Then the editor, and a healthy host.
+    loop {
+        let root = http
+            .get(format!("{base}/"))
+            .basic_auth("ann", Some("pw"))
+            .send()
+            .await
+            .unwrap();
+        if root.status() == 200 {
+            assert_eq!(root.text().await.unwrap(), INDEX_HTML);
+            break;
+        }
+        assert_eq!(root.status(), 503);
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "never installed: {}",
+            log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let health = http.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let progress: Vec<String> = log_text()
+        .lines()
+        .filter(|l| l.contains("installing the editor: downloading"))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        progress.len() >= 2,
+        "a line every few seconds while downloading: {progress:?}\n{}",
+        log_text()
+    );
+    assert!(
+        progress
+            .iter()
+            .any(|l| l.contains(" of ") && l.contains("kB")),
+        "{progress:?}"
+    );
 }
 
 /// Stops the child `serve` even when an assertion fails first.

@@ -206,3 +206,71 @@ fn serve_speaks_https_with_a_configured_certificate() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn away_from_the_checkout_serve_offers_the_templates_built_into_it_without_a_warning() {
+    // `attendees.templates_dir` defaults to the relative `workflows/ui`,
+    // which is not there when serve runs from another folder (issue 19: a
+    // warning and no templates). The templates built into the binary are
+    // offered instead, as an ordinary start.
+    use base64::Engine as _;
+    let data = tempfile::tempdir().unwrap();
+    let cheap = argon2::Params::new(8, 1, 1, None).unwrap();
+    let hash = comfyume::auth::hash_password("pw", &cheap).unwrap();
+    comfyume::auth::UsersFile::update(data.path(), |f| {
+        f.add("ann", comfyume::auth::Role::Attendee, hash)
+    })
+    .unwrap();
+    let info = std::path::Path::new("info");
+    let (port, mut child) = spawn_serve(data.path(), &[("COMFYUME_LOG", info)]);
+    let started = Instant::now();
+    while get(port, "/health").is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "serve never answered"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "serve exited early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let login = base64::engine::general_purpose::STANDARD.encode("ann:pw");
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /api/userdata?dir=workflows/workshop HTTP/1.1\r\nHost: localhost\r\n\
+         Authorization: Basic {login}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}\n{log}");
+    let body = response.split_once("\r\n\r\n").unwrap().1;
+    let listed: Vec<String> = serde_json::from_str(body).unwrap();
+    let mut shipped: Vec<String> =
+        std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/ui"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json"))
+            .collect();
+    shipped.sort();
+    let mut listed_sorted = listed.clone();
+    listed_sorted.sort();
+    assert_eq!(listed_sorted, shipped, "{log}");
+    assert!(log.contains("built into this binary"), "{log}");
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("WARN") && l.contains("template")),
+        "{log}"
+    );
+}

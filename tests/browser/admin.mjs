@@ -7,8 +7,15 @@
 // sees it cancelled; uploads a scheduler plugin, sees its check report,
 // activates it, sees it active, rolls back and sees fair-share again;
 // uploads a hostile plugin and sees the refusal; drains and reopens the
-// workshop and changes the job wait. Each stage asserts on what the page
-// shows and on what the API answers.
+// workshop and changes the job wait. Issue 19: presses Cancel on six jobs
+// during a burst of submits, each as a person presses (down, a pause, up),
+// and sees all six cancelled; finished jobs are hidden by default, a job's
+// wait and run times are shown apart, Drain and Close ask first, a retry
+// names its new job, attendees are added (passwords shown once), disabled,
+// enabled and given new passwords from the page, the pool buttons fit at
+// 1440 px, an attendee opening /admin gets a page in words, and the default
+// rehearsal pool of a second host (--default-url) warms up. Each stage
+// asserts on what the page shows and on what the API answers.
 //
 // Usage (host/tests/browser.rs runs it; passwords only through the
 // environment, never argv):
@@ -16,7 +23,9 @@
 //     --admin boss --attendee ann --workflow workflows/api/X.api.json \
 //     --plugin fifo.wasm --hostile hostile-loop.wasm --screenshots DIR
 // Options: --chromium PATH (default /usr/bin/chromium), --timeout-ms N (per
-// wait, default 30000).
+// wait, default 30000), --default-url URL (a host with no pool configured,
+// the same admin login), --only a,b (run only these stages, after login:
+// to show a stage failing on an older host).
 //
 // Output: one JSON line per stage on stdout, then one {"summary":{…}} line;
 // a screenshot per stage, admin-NN-stage.png, in the screenshot folder. Exit
@@ -47,6 +56,8 @@ const config = {
   screenshots: path.resolve(args.screenshots ?? 'screenshots'),
   chromium: args.chromium ?? '/usr/bin/chromium',
   timeout: Number(args['timeout-ms'] ?? '30000'),
+  defaultUrl: args['default-url'],
+  only: args.only ? new Set(args.only.split(',')) : null,
 };
 for (const key of ['url', 'workflow', 'plugin', 'hostile']) if (!config[key]) usage(`--${key} is required`);
 for (const who of ['admin', 'attendee']) {
@@ -63,21 +74,26 @@ fs.mkdirSync(config.screenshots, { recursive: true });
 
 const started = Date.now();
 const summary = { ok: false, url: config.url, screenshots: config.screenshots };
-const { stages, stage } = stageRunner({
+const runner = stageRunner({
   dir: config.screenshots,
   prefix: 'admin-',
   fullPage: true,
   shotEachStage: true,
 });
+const { stages } = runner;
+// With --only, the other stages (but login) are skipped.
+const stage = (name, page, body) =>
+  !config.only || name === 'login' || config.only.has(name) ? runner.stage(name, page, body) : null;
 
 // ------------------------------------------------------------------ HTTP
 
-// A request from outside the browser, as `who` (or nobody).
-async function http(method, route, who, body) {
-  const headers = {};
+// A request from outside the browser, as `who` (or nobody), to the host
+// (or to `base`).
+async function http(method, route, who, body, base = origin) {
+  const headers = { accept: 'application/json' };
   if (who) headers.authorization = `Basic ${Buffer.from(`${who.username}:${who.password}`).toString('base64')}`;
   if (body !== undefined) headers['content-type'] = 'application/json';
-  const response = await fetch(new URL(route, origin), {
+  const response = await fetch(new URL(route, base), {
     method,
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -105,6 +121,37 @@ async function waitForMessage(page, text, what) {
       throw new StageError(`${what}: no message saying ${JSON.stringify(text)}`, await messages(page));
     });
   return messages(page);
+}
+
+// Waits for a message (ok or error, not the info said meanwhile) whose
+// text includes `text`; returns {kind, text} of the newest such.
+async function waitForOutcome(page, text, what) {
+  const handle = await page
+    .waitForFunction(
+      (t) => {
+        const hit = [...document.querySelectorAll('[data-test=message]')].find(
+          (m) => m.dataset.kind !== 'info' && m.textContent.includes(t),
+        );
+        return hit && { kind: hit.dataset.kind, text: hit.querySelector('span').textContent };
+      },
+      text,
+    )
+    .catch(async () => {
+      throw new StageError(`${what}: no outcome saying ${JSON.stringify(text)}`, await messages(page));
+    });
+  return handle.jsonValue();
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until(what, test, ms = config.timeout) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await test();
+    if (value) return value;
+    if (Date.now() > deadline) throw new StageError(`${what}: timed out after ${ms} ms`);
+    await sleep(100);
+  }
 }
 
 async function waitForText(page, locator, predicate, what) {
@@ -194,6 +241,44 @@ async function main() {
       return { session, pools };
     });
 
+    await stage('attendee_sees_a_page', () => run.refused ?? page, async () => {
+      // An attendee who opens /admin reads why they cannot, not raw JSON.
+      const context = await browser.newContext({ httpCredentials: { ...config.attendee, origin } });
+      run.refused = await context.newPage();
+      const response = await run.refused.goto(new URL('/admin', origin).href);
+      check(response.status() === 403, `the attendee's /admin answered ${response.status()}`);
+      const type = response.headers()['content-type'] ?? '';
+      check(type.startsWith('text/html'), `the attendee's /admin is ${type}, not a page`);
+      const said = await run.refused.locator('[data-test=refusal]').innerText().catch(() => '');
+      check(said.includes('not an operator account'), 'the page does not say the account is not an operator', said);
+      return { said };
+    });
+    if (run.refused) await run.refused.context().close();
+
+    await stage('buttons_fit', () => page, async () => {
+      // At 1440 px (this page's width) the pool and attendee buttons are
+      // inside their panels, not cut off behind a scroll bar.
+      const fit = await page.evaluate(() =>
+        ['pools-panel', 'attendees-panel'].map((id) => {
+          const panel = document.getElementById(id);
+          const box = panel.getBoundingClientRect();
+          const buttons = [...panel.querySelectorAll('tr button')].map((b) => b.getBoundingClientRect());
+          return {
+            panel: id,
+            width: window.innerWidth,
+            overflow: panel.scrollWidth - panel.clientWidth,
+            outside: buttons.filter((b) => b.right > box.right - 1 || b.left < box.left).length,
+            buttons: buttons.length,
+          };
+        }),
+      );
+      for (const one of fit) {
+        check(one.buttons >= 2, `no buttons in ${one.panel}`, fit);
+        check(one.overflow <= 0 && one.outside === 0, `buttons in ${one.panel} are cut off at ${one.width} px`, fit);
+      }
+      return { fit };
+    });
+
     await stage('jobs_appear_live', () => page, async () => {
       // Two jobs: the first takes the one GPU slot, the second waits.
       run.workflow = JSON.parse(fs.readFileSync(config.workflow, 'utf8'));
@@ -253,6 +338,11 @@ async function main() {
     });
 
     await stage('cancel', () => page, async () => {
+      // Finished jobs are hidden until asked for (a day's history made the
+      // panel thousands of pixels tall); this stage asks for them.
+      const box = page.locator('[data-test=show-finished]');
+      check(!(await box.isChecked()), '"show finished jobs" is on by default');
+      await box.check();
       for (const id of [run.waiting, run.number]) {
         const row = page.locator(`[data-test=job-row][data-job-id="${id}"]`);
         await row.locator('[data-test=job-cancel]').click();
@@ -273,6 +363,15 @@ async function main() {
       return { messages: (await messages(page)).slice(0, 2) };
     });
 
+    await stage('wait_and_run_apart', () => page, async () => {
+      // The job that ran, then was cancelled, shows its wait and its run.
+      const time = page.locator(`[data-test=job-row][data-job-id="${run.number}"] [data-test=job-time]`);
+      const shown = await waitForText(page, time, (t) => /waited .* · ran /.test(t), 'the wait and the run are not shown apart');
+      const queued = page.locator(`[data-test=job-row][data-job-id="${run.waiting}"] [data-test=job-time]`);
+      const never = await waitForText(page, queued, (t) => /waited .*never ran/.test(t), 'a job cancelled while waiting does not say it never ran');
+      return { ran: shown, never };
+    });
+
     await stage('retry_answer', () => page, async () => {
       await page.locator(`[data-test=job-row][data-job-id="${run.number}"] [data-test=job-retry]`).click();
       const said = await waitForMessage(page, `Retry job ${run.number}`, 'the retry got no message');
@@ -280,6 +379,7 @@ async function main() {
       const jobs = await asAdmin('GET', `/admin/api/jobs?user=${config.attendee.username}`);
       const retried = (jobs.json?.jobs ?? []).filter((j) => j.id > Math.max(run.number, run.waiting));
       check(retried.length === 1, 'the retry made no new job', { said, jobs: jobs.text });
+      check(said[0].includes(`new job ${retried[0].id}`), `the message does not name the new job ${retried[0].id}`, said);
       await page
         .locator(`[data-test=job-row][data-job-id="${retried[0].id}"]`)
         .waitFor({ state: 'visible' })
@@ -287,6 +387,102 @@ async function main() {
           throw new StageError(`the retried job ${retried[0].id} does not appear`, said);
         });
       return { retry: said[0], new_job: retried[0].id };
+    });
+
+    await stage('cancel_during_a_burst', () => page, async () => {
+      // Issue 19: the queue was rebuilt on every update, so a press that
+      // began on a Cancel button ended on its replacement and did nothing.
+      // Six presses, each held as a person holds one, while jobs keep
+      // arriving; all six must cancel their job.
+      await page.locator('[data-test=show-finished]').uncheck();
+      const burst = { submitted: [], refused: [], going: true };
+      const submitting = (async () => {
+        while (burst.going && burst.submitted.length < 14) {
+          const answer = await http('POST', '/api/prompt', config.attendee, { prompt: run.workflow, client_id: 'admin-burst' });
+          if (answer.status === 200) burst.submitted.push(String(answer.json.number));
+          else burst.refused.push(answer.status);
+          await sleep(150);
+        }
+      })();
+      const pressed = [];
+      try {
+        for (let i = 0; i < 6; i++) {
+          await until(`the burst's job ${i + 1}`, () => burst.submitted.length > i + 1);
+          const id = burst.submitted[i];
+          const button = page.locator(`[data-test=job-row][data-job-id="${id}"] [data-test=job-cancel]`);
+          await button.waitFor({ state: 'visible' });
+          // Where the button is now (a button replaced meanwhile is looked
+          // up again, as a person's eyes would follow it).
+          const box = await until(`job ${id}'s Cancel button on screen`, async () => {
+            try {
+              await button.scrollIntoViewIfNeeded({ timeout: 2000 });
+              return await button.boundingBox({ timeout: 2000 });
+            } catch {
+              return null;
+            }
+          });
+          await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+          await page.mouse.down();
+          await page.waitForTimeout(200);
+          await page.mouse.up();
+          pressed.push(id);
+          if (i === 3) await page.screenshot({ path: path.join(config.screenshots, 'admin-burst.png') });
+        }
+      } finally {
+        burst.going = false;
+        await submitting;
+      }
+      const states = {};
+      await until('the pressed jobs are cancelled', async () => {
+        for (const id of pressed) states[id] = (await asAdmin('GET', `/admin/api/jobs/${id}`)).json?.state;
+        return pressed.every((id) => states[id] === 'cancelled');
+      }, 10000).catch(() => {
+        const missed = pressed.filter((id) => states[id] !== 'cancelled');
+        throw new StageError(`${missed.length} of ${pressed.length} Cancel presses did nothing`, { states, refused: burst.refused });
+      });
+      // The rest of the burst (and the retried job) are cancelled over the
+      // API so the later stages start from a quiet queue.
+      const left = await asAdmin('GET', `/admin/api/jobs?user=${config.attendee.username}`);
+      for (const job of left.json?.jobs ?? []) {
+        if (!['succeeded', 'failed', 'cancelled', 'dead'].includes(job.state)) await asAdmin('POST', `/admin/api/jobs/${job.id}/cancel`);
+      }
+      await page.mouse.move(5, 5);
+      return { pressed, submitted: burst.submitted.length, states };
+    });
+
+    await stage('attendees_panel', () => page, async () => {
+      // Add an attendee: the password is shown once and logs in.
+      await page.locator('[data-test=add-names]').fill('zed');
+      await page.locator('[data-test=add-attendees-submit]').click();
+      const shownPassword = page.locator('[data-test=password-row][data-name=zed] [data-test=password]');
+      await shownPassword.waitFor({ state: 'visible' }).catch(async () => {
+        throw new StageError('no password shown for the new attendee zed', await messages(page));
+      });
+      const first = (await shownPassword.innerText()).trim();
+      const zed = { username: 'zed', password: first };
+      check((await http('GET', '/api/users', zed)).status === 200, "zed cannot log in with the password shown");
+      const row = page.locator('[data-test=attendee-row][data-name=zed]');
+      await row.waitFor({ state: 'visible' });
+      // Disable, then enable.
+      await row.locator('[data-test=attendee-disable]').click();
+      await page.locator('[data-test=attendee-row][data-name=zed][data-disabled=yes]').waitFor();
+      const disabled = await http('GET', '/api/users', zed);
+      check(disabled.status === 403, `a disabled zed got ${disabled.status}`, disabled.text);
+      await row.locator('[data-test=attendee-disable]').click();
+      await page.locator('[data-test=attendee-row][data-name=zed][data-disabled=no]').waitFor();
+      check((await http('GET', '/api/users', zed)).status === 200, 'zed, enabled again, cannot log in');
+      // A new password, after a confirmation: shown once; the old one stops.
+      page.once('dialog', (dialog) => dialog.accept());
+      await row.locator('[data-test=attendee-reset]').click();
+      const second = await waitForText(page, shownPassword, (t) => t.trim() && t.trim() !== first, 'no new password shown');
+      check((await http('GET', '/api/users', { username: 'zed', password: second.trim() })).status === 200, 'the new password does not log in');
+      const old = await http('GET', '/api/users', zed);
+      check(old.status === 401, `the old password answered ${old.status}`);
+      await page.locator('[data-test=passwords-hide]').click();
+      check(!(await page.locator('[data-test=password-row]').count()), 'the passwords stay on the page after "hide"');
+      const adminButtons = await page.locator(`[data-test=attendee-row][data-name="${config.admin.username}"] button`).count();
+      check(adminButtons === 0, 'the admin account has buttons (the API refuses them)');
+      return { added: 'zed' };
     });
 
     await stage('upload_report', () => page, async () => {
@@ -367,6 +563,20 @@ async function main() {
     });
 
     await stage('session_and_job_wait', () => page, async () => {
+      // Drain and Close ask first; "no" changes nothing.
+      for (const which of ['drain', 'closed']) {
+        const asked = [];
+        page.once('dialog', (dialog) => {
+          asked.push(dialog.message());
+          dialog.dismiss();
+        });
+        await page.locator(`[data-test=session-${which}]`).click();
+        await waitForMessage(page, `Workshop ${which}: not done`, `${which} was not asked first`);
+        check(asked.length === 1, `${which} asked ${asked.length} times`, asked);
+        const still = await asAdmin('GET', '/admin/api/session');
+        check(still.json?.state === 'open', `after "no", the API says the session is ${still.json?.state}`);
+      }
+      page.once('dialog', (dialog) => dialog.accept());
       await page.locator('[data-test=session-drain]').click();
       await waitForText(page, page.locator('#session-state'), (t) => t === 'drain', 'the session is not shown draining');
       const session = await asAdmin('GET', '/admin/api/session');
@@ -386,6 +596,34 @@ async function main() {
       return { job_wait_secs: 900 };
     });
 
+    await stage('warm_up_default_pool', () => run.other ?? page, async () => {
+      // A host with no pool configured runs its default rehearsal pool; the
+      // dashboard's Warm up on it works (it answered 404 "no pool named").
+      check(config.defaultUrl, 'no --default-url given');
+      const other = new URL(config.defaultUrl).origin;
+      const context = await browser.newContext({
+        httpCredentials: { ...config.admin, origin: other },
+        viewport: { width: 1440, height: 1000 },
+      });
+      run.other = await context.newPage();
+      run.other.on('pageerror', (error) => pageErrors.push(String(error.stack || error.message).slice(0, 2000)));
+      await run.other.goto(new URL('/admin', other).href);
+      const listed = await http('GET', '/admin/api/pools', config.admin, undefined, other);
+      const names = (listed.json?.pools ?? []).map((p) => p.name);
+      check(names.length === 1, 'the default host lists other than one pool', listed.text);
+      const button = run.other.locator(`[data-test=pool-row][data-name="${names[0]}"] [data-test=pool-prewarm]`);
+      await button.click();
+      const outcome = await waitForOutcome(run.other, names[0], `warming ${names[0]}`);
+      check(outcome.kind === 'ok' && outcome.text.includes(`Warm up ${names[0]}: warm`), 'the warm-up did not work', outcome);
+      const pools = await http('GET', '/admin/api/pools', config.admin, undefined, other);
+      check(pools.json?.pools?.[0]?.warm === true, 'the API does not say the pool is warm', pools.text);
+      return { pool: names[0], said: outcome.text };
+    });
+    if (run.other) {
+      await run.other.context().close();
+      run.other = null;
+    }
+
     await stage('polling_fallback', () => run.polling ?? page, async () => {
       // With the event stream refused, a second page still shows the state
       // by polling /admin/api/snapshot.
@@ -394,12 +632,13 @@ async function main() {
       await run.polling.route('**/admin/api/events', (route) => route.abort());
       await run.polling.goto(new URL('/admin', origin).href);
       await waitForText(run.polling, run.polling.locator('#feed-status'), (t) => t.startsWith('polling'), 'the page does not say it is polling');
+      await run.polling.locator('[data-test=show-finished]').check();
       await run.polling.locator(`[data-test=job-row][data-job-id="${run.waiting}"][data-state=cancelled]`).waitFor({ state: 'visible' });
       const wait = await run.polling.locator('#job-wait-current').innerText();
       check(wait === '900', `the polling page shows job wait ${wait}`);
       return { feed: await run.polling.locator('#feed-status').innerText() };
     });
-    await run.polling.close();
+    if (run.polling) await run.polling.close();
     run.polling = null;
 
     await stage('no_page_errors', () => page, async () => {

@@ -101,6 +101,8 @@ impl LiveSettings {
 /// `GET /admin/api/pools`: each pool's state.
 pub(super) async fn pools(State(admin): State<Arc<Admin>>) -> Json<Value> {
     let prewarmed = admin.settings.get().prewarmed;
+    // The pools in force, the default one included (none configured).
+    let configured = admin.state.config.effective_pools();
     let pools: Vec<Value> = admin
         .state
         .dispatcher
@@ -110,7 +112,7 @@ pub(super) async fn pools(State(admin): State<Arc<Admin>>) -> Json<Value> {
             let info = pool.backend().info();
             json!({
                 "name": info.name,
-                "kind": admin.state.config.pools.get(&info.name).map(|p| p.kind),
+                "kind": configured.get(&info.name).map(|p| p.kind),
                 "prewarmed": prewarmed.contains_key(&info.name),
                 "in_use": pool.in_use(),
                 "gpu": info.gpu,

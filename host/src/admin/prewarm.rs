@@ -47,14 +47,21 @@ pub(super) fn client(config: &crate::config::Config) -> Option<Arc<VerdaScaling>
     }
 }
 
-/// The pool's deployment and the client, or why it cannot be pre-warmed.
-fn target(admin: &Admin, pool: &str) -> Result<(String, u32, Arc<VerdaScaling>), ApiError> {
-    let config = admin
+/// The pool's configuration as the dispatcher runs it: the configured
+/// pools, or the default one when none is configured (`GET
+/// /admin/api/pools` lists that one too, so it must be found here).
+fn pool_config(admin: &Admin, pool: &str) -> Result<crate::config::PoolConfig, ApiError> {
+    admin
         .state
         .config
-        .pools
-        .get(pool)
-        .ok_or_else(|| ApiError::NotFound(format!("no pool named {pool:?}")))?;
+        .effective_pools()
+        .remove(pool)
+        .ok_or_else(|| ApiError::NotFound(format!("no pool named {pool:?}")))
+}
+
+/// The pool's deployment and the client, or why it cannot be pre-warmed.
+fn target(admin: &Admin, pool: &str) -> Result<(String, u32, Arc<VerdaScaling>), ApiError> {
+    let config = pool_config(admin, pool)?;
     if config.kind != PoolKind::Verda {
         return Err(ApiError::Conflict(format!(
             "{pool} is not a verda pool: only a serverless deployment has replicas to keep warm"
@@ -175,8 +182,8 @@ pub(super) async fn prewarm(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::BadRequest(format!("expected {{\"replicas\": N}}: {e}")))?
     };
-    let kind = admin.state.config.pools.get(&pool).map(|p| p.kind);
-    if matches!(kind, Some(PoolKind::Comfyui | PoolKind::Rehearsal)) {
+    let kind = pool_config(&admin, &pool)?.kind;
+    if matches!(kind, PoolKind::Comfyui | PoolKind::Rehearsal) {
         return warm_up(&admin, &pool, request.template.as_deref())
             .await
             .map(Json);

@@ -48,8 +48,10 @@ struct Template {
 }
 
 impl Templates {
-    /// Every `*.json` in `dir` (not recursive). A missing folder is logged
-    /// and gives no templates: the editor still works.
+    /// Every `*.json` in `dir` (not recursive). When `dir` is not there
+    /// (`serve` run away from the checkout, where the relative default
+    /// `workflows/ui` means nothing), the templates built into the binary:
+    /// the same files as of the build, said at info level, not as a fault.
     pub fn load(dir: &FsPath) -> Templates {
         let mut files = BTreeMap::new();
         match std::fs::read_dir(dir) {
@@ -80,10 +82,28 @@ impl Templates {
                 }
                 tracing::info!(dir = %dir.display(), templates = files.len(), "workshop templates");
             }
-            Err(error) => tracing::warn!(
-                dir = %dir.display(), %error,
-                "no workshop templates (set attendees.templates_dir)"
-            ),
+            Err(error) => {
+                for (name, text, modified_ms) in crate::plugins::builtin::ui_templates() {
+                    files.insert(
+                        (*name).to_string(),
+                        Template {
+                            bytes: Bytes::from_static(text.as_bytes()),
+                            modified_ms: *modified_ms,
+                        },
+                    );
+                }
+                if error.kind() == std::io::ErrorKind::NotFound {
+                    tracing::info!(
+                        dir = %dir.display(), templates = files.len(),
+                        "workshop templates: the ones built into this binary (no such folder)"
+                    );
+                } else {
+                    tracing::warn!(
+                        dir = %dir.display(), %error, templates = files.len(),
+                        "attendees.templates_dir is unreadable: using the workshop templates built into this binary"
+                    );
+                }
+            }
         }
         Templates { files }
     }

@@ -39,3 +39,9 @@ pub fn fixture(name: &str) -> Option<&'static str> {
 pub fn templates() -> &'static [(&'static str, &'static str)] {
     WORKFLOW_TEMPLATES
 }
+
+/// The workshop templates in the editor's format (`workflows/ui`), built
+/// into the binary: (file name, JSON, modified ms).
+pub fn ui_templates() -> &'static [(&'static str, &'static str, u64)] {
+    UI_TEMPLATES
+}

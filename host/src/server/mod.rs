@@ -3,8 +3,9 @@
 //! This is the skeleton later parts plug into (the attendee front, the admin
 //! API): it builds the shared state (plugins, the job queue, the
 //! authenticator), creates the first accounts on a fresh data folder,
-//! installs the editor's files on first start, binds the listener, answers
-//! `/health` (unauthenticated: probes have no login), serves the attendee
+//! binds the listener, installs the editor's files on first start beside it
+//! (`/health` says `installing` meanwhile, the editor's paths a 503 page),
+//! answers `/health` (unauthenticated: probes have no login), serves the attendee
 //! API and the editor behind the login ([`crate::front`]), trims old jobs,
 //! and shuts down cleanly on Ctrl-C or SIGTERM.
 
@@ -48,6 +49,8 @@ pub struct AppState {
     pub dispatcher: Arc<Dispatcher>,
     /// Checks attendee logins; wrap routes in [`auth::require_user`].
     pub auth: Arc<Authenticator>,
+    /// The editor's files: served, or being installed.
+    pub editor: Arc<front::assets::Editor>,
 }
 
 impl FromRef<AppState> for Arc<Authenticator> {
@@ -86,15 +89,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         per_address: config.server.max_connections_per_address,
         exempt: config.server.trusted_proxies.clone(),
     };
+    // Bound first: a taken port fails at once, and a client that connects
+    // while the host builds waits in the backlog instead of being refused.
+    let listener = match tls {
+        Some(_) => None,
+        None => Some(
+            tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?,
+        ),
+    };
     let host = build(config).await?;
-    if let Some((cert, key)) = tls {
+    let Some(listener) = listener else {
+        let (cert, key) = tls.context("TLS settings")?;
         // ConnectInfo gives the auth layer the peer address for rate limiting.
         let app = host.app.into_make_service_with_connect_info::<SocketAddr>();
         return serve_tls(listen, &cert, &key, app).await;
-    }
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
+    };
     tracing::info!(address = %listen, "comfyume listening");
     conn::serve(listener, host.app, conn_limits, shutdown_signal()).await;
     Ok(())
@@ -231,13 +242,16 @@ pub async fn build(config: Config) -> anyhow::Result<Host> {
         catalogue,
         session.clone(),
     );
-    let static_files = front_router(&config).await;
+    // Installed in the background when missing: the host answers meanwhile.
+    let editor = front::assets::editor(&config.frontend, &config.server.data_dir);
+    let static_files = front::assets::editor_router(editor.clone());
     let state = AppState {
         config: Arc::new(config),
         plugins,
         queue,
         dispatcher,
         auth,
+        editor,
     };
     // The attendee API and the editor's files (whatever no route claims),
     // all behind the login.
@@ -337,29 +351,10 @@ fn comfyui_clients(config: &Config) -> Vec<crate::dispatch::comfyui::client::Com
         .collect()
 }
 
-/// The editor's static files, installed first if missing and allowed; when
-/// that fails (an offline machine) the host still starts and every unrouted
-/// path answers a 503 page saying how to install them.
-async fn front_router(config: &Config) -> Router {
-    use crate::front::assets;
-    match assets::ensure_installed(&config.frontend, &config.server.data_dir).await {
-        Ok(dir) => {
-            tracing::info!(path = %dir.display(), version = %config.frontend.version, "serving the frontend");
-            assets::router(dir)
-        }
-        Err(error) => {
-            tracing::warn!(
-                error = %format!("{error:#}"),
-                "the ComfyUI editor is not available (attendees get a 503 page); \
-                 run `comfyume frontend install` and restart"
-            );
-            assets::unavailable_router()
-        }
-    }
-}
-
 /// `GET /health`: the plugin slots in use and the queue's state; 503 while
-/// the job store is unreachable (e.g. a Redis outage).
+/// the job store is unreachable (e.g. a Redis outage), and 503 with status
+/// `installing` and the install's progress while the editor's files are
+/// installed on first start (everything else already answers).
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let pools: Vec<Value> = state
         .config
@@ -385,10 +380,15 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             json!({"status": "unavailable", "error": e.to_string()}),
         ),
     };
-    let status = if code == StatusCode::OK {
-        "ok"
-    } else {
-        "degraded"
+    let installing = state.editor.installing();
+    let (code, status) = match (code, &installing) {
+        (StatusCode::OK, None) => (code, "ok"),
+        (StatusCode::OK, Some(_)) => (StatusCode::SERVICE_UNAVAILABLE, "installing"),
+        _ => (code, "degraded"),
+    };
+    let frontend = match &installing {
+        Some(view) => json!({"state": "installing", "progress": view, "says": view.describe()}),
+        None => json!({"state": "serving"}),
     };
     (
         code,
@@ -399,7 +399,8 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             "leader": state.dispatcher.leading(),
             "plugins": slots,
             "queue": queue,
-        "pools": pools,
+            "pools": pools,
+            "frontend": frontend,
         })),
     )
 }

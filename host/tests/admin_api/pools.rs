@@ -192,3 +192,20 @@ async fn a_verda_pool_is_prewarmed_through_the_management_api_and_released_at_cl
     .await;
     assert_eq!(status, 409, "nothing left to release");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_rehearsal_pool_warms_up_under_the_name_the_pool_list_gives() {
+    // No pool configured: the host runs its default rehearsal pool, which
+    // the pool list names; warming it by that name must find it (issue 19:
+    // it answered 404 "no pool named rehearsal").
+    let host = start_with(5, |config| config.pools.clear()).await;
+    let listed = host.json("boss", "/admin/api/pools").await;
+    let pools = listed["pools"].as_array().expect("pools");
+    assert_eq!(pools.len(), 1, "{listed}");
+    let name = pools[0]["name"].as_str().expect("a name").to_string();
+    assert_eq!(pools[0]["kind"], "rehearsal", "{listed}");
+    let (status, body) = send(host.post("boss", &format!("/admin/api/pools/{name}/prewarm"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["pool"], name.as_str(), "{body}");
+    assert!(body["took_seconds"].as_f64().is_some(), "{body}");
+}

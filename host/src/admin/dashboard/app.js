@@ -7,6 +7,7 @@ import { act, call, say } from './api.js';
 import {
   renderAttendees,
   renderCosts,
+  renderPasswords,
   renderPools,
   renderQueue,
   renderReport,
@@ -27,6 +28,7 @@ const state = {
   via: 'polling', // how the last snapshot came: live or polling
   uploads: [], // {hash, label, kind, size} uploaded and checked this session
   drawn: {}, // panel → the JSON it was last drawn from
+  holding: false, // the pointer is over the queue: finished rows stay until it leaves
   reportedErrors: '',
 };
 
@@ -63,16 +65,14 @@ function apply(snapshot, via) {
   }
 
   const showFinished = $('show-finished').checked;
-  // The queue's times move every second: redraw it whenever it has jobs,
-  // unless the operator is choosing a priority in it.
-  const choosing = document.activeElement?.closest?.('#queue select');
-  if (!choosing) {
-    const now = snapshot.now_ms ?? Date.now();
-    const second = (snapshot.jobs ?? []).length ? Math.floor(now / 1000) : 0;
-    draw('queue', [snapshot.jobs, showFinished, second], () => {
-      $('queue-counts').textContent = renderQueue($('queue'), snapshot.jobs, now, showFinished);
-    });
-  }
+  // The queue's times move every second: redraw it whenever it has jobs.
+  // It is updated in place (render.js), so a select being chosen in or a
+  // button being pressed is never replaced.
+  const now = snapshot.now_ms ?? Date.now();
+  const second = (snapshot.jobs ?? []).length ? Math.floor(now / 1000) : 0;
+  draw('queue', [snapshot.jobs, showFinished, second, state.holding], () => {
+    $('queue-counts').textContent = renderQueue($('queue'), snapshot.jobs, now, showFinished, state.holding);
+  });
   draw('attendees', snapshot.attendees, () => renderAttendees($('attendees'), snapshot.attendees));
   draw('pools', snapshot.pools, () => renderPools($('pools'), snapshot.pools));
   draw('plugins', snapshot.plugins, () => {
@@ -167,16 +167,33 @@ async function refreshCosts() {
 
 // ---------------------------------------------------------------- actions
 
+// Drain and Close stop attendees submitting: asked before, never by a stray click.
+const CONFIRM_SESSION = {
+  drain: 'Drain the workshop? Attendees can no longer submit jobs; queued and running jobs still finish.',
+  closed: 'Close the workshop? Attendees can no longer submit jobs and nothing more is sent to the GPUs.',
+};
+
 const actions = {
-  session: (el) =>
-    act(`Workshop ${el.dataset.value}`, () => call('PUT', '/admin/api/session', { state: el.dataset.value })),
+  session: (el) => {
+    const question = CONFIRM_SESSION[el.dataset.value];
+    if (question && !window.confirm(question)) {
+      say('info', `Workshop ${el.dataset.value}: not done (not confirmed)`);
+      return null;
+    }
+    return act(`Workshop ${el.dataset.value}`, () => call('PUT', '/admin/api/session', { state: el.dataset.value }));
+  },
   cancel: (el) =>
     act(
       `Cancel job ${el.dataset.job}`,
       () => call('POST', `/admin/api/jobs/${el.dataset.job}/cancel`),
       (answer) => answer?.outcome?.replace('_', ' '),
     ),
-  retry: (el) => act(`Retry job ${el.dataset.job}`, () => call('POST', `/admin/api/jobs/${el.dataset.job}/retry`)),
+  retry: (el) =>
+    act(
+      `Retry job ${el.dataset.job}`,
+      () => call('POST', `/admin/api/jobs/${el.dataset.job}/retry`),
+      (answer) => answer?.id != null && `new job ${answer.id}`,
+    ),
   activate: (el) =>
     act(
       'Activate plugin',
@@ -188,10 +205,34 @@ const actions = {
     act(`Pool ${el.dataset.name} ${el.dataset.use === 'yes' ? 'in use' : 'out of use'}`, () =>
       call('PUT', `/admin/api/pools/${encodeURIComponent(el.dataset.name)}`, { in_use: el.dataset.use === 'yes' }),
     ),
-  prewarm: (el) =>
-    el.dataset.warm === 'yes'
-      ? act(`Release ${el.dataset.name}`, () => call('DELETE', `/admin/api/pools/${encodeURIComponent(el.dataset.name)}/prewarm`))
-      : act(`Pre-warm ${el.dataset.name}`, () => call('POST', `/admin/api/pools/${encodeURIComponent(el.dataset.name)}/prewarm`)),
+  prewarm: (el) => {
+    const path = `/admin/api/pools/${encodeURIComponent(el.dataset.name)}/prewarm`;
+    if (el.dataset.warm === 'yes') return act(`Release ${el.dataset.name}`, () => call('DELETE', path));
+    if (el.dataset.kind === 'verda') return act(`Pre-warm ${el.dataset.name}`, () => call('POST', path));
+    say('info', `Warm up ${el.dataset.name}: a one-step job is running…`);
+    return act(
+      `Warm up ${el.dataset.name}`,
+      () => call('POST', path),
+      (answer) => typeof answer?.took_seconds === 'number' && `warm (the warm-up job took ${answer.took_seconds.toFixed(1)} s)`,
+    );
+  },
+  'attendee-disable': (el) => {
+    const disable = el.dataset.to === 'disable';
+    return act(`${disable ? 'Disable' : 'Enable'} ${el.dataset.name}`, () =>
+      call('PUT', `/admin/api/attendees/${encodeURIComponent(el.dataset.name)}`, { disabled: disable }),
+    );
+  },
+  'attendee-password': async (el) => {
+    const name = el.dataset.name;
+    if (!window.confirm(`Give ${name} a new password? The old one stops working at once.`)) return null;
+    const answer = await act(`New password for ${name}`, () => call('POST', `/admin/api/attendees/${encodeURIComponent(name)}/password`), () => 'shown above the attendee list');
+    if (answer) renderPasswords($('passwords'), [answer], `New password for ${name}`);
+    return answer;
+  },
+  'passwords-hide': () => {
+    $('passwords').replaceChildren();
+    $('passwords').hidden = true;
+  },
   backup: async () => {
     await act('Backup', () => call('POST', '/admin/api/backups'));
     await refreshOutputs();
@@ -207,13 +248,19 @@ const actions = {
     ),
 };
 
+// Buttons whose action is under way: a second press waits for the first.
+// (Not only `disabled`: an in-place update may clear that attribute.)
+const busy = new WeakSet();
+
 async function onClick(event) {
   const el = event.target.closest('button[data-action]');
-  if (!el || el.disabled || !actions[el.dataset.action]) return;
+  if (!el || el.disabled || busy.has(el) || !actions[el.dataset.action]) return;
+  busy.add(el);
   el.disabled = true;
   try {
     await actions[el.dataset.action](el);
   } finally {
+    busy.delete(el);
     el.disabled = false;
     await refresh();
   }
@@ -258,6 +305,31 @@ async function onUpload(event) {
   }
 }
 
+// "Add attendees": names (comma or space separated) or a count with a prefix.
+async function onAddAttendees(event) {
+  event.preventDefault();
+  const text = $('add-names').value.trim();
+  const count = Number($('add-count').value);
+  let body;
+  if (text) body = { names: text.split(/[\s,]+/).filter(Boolean) };
+  else if (count > 0) body = { count, prefix: $('add-prefix').value.trim() || 'attendee' };
+  else {
+    say('error', 'Add attendees: give names, or a number of numbered accounts');
+    return;
+  }
+  const answer = await act(
+    'Add attendees',
+    () => call('POST', '/admin/api/attendees', body),
+    (a) => `${a.created.length} added${a.skipped.length ? `, ${a.skipped.length} already there (${a.skipped.join(', ')})` : ''}`,
+  );
+  if (answer?.created?.length) {
+    renderPasswords($('passwords'), answer.created, `${answer.created.length} attendee account(s) added`);
+    $('add-names').value = '';
+    $('add-count').value = '';
+  }
+  await refresh();
+}
+
 async function onJobWait(event) {
   event.preventDefault();
   const input = $('job-wait');
@@ -281,6 +353,14 @@ function start() {
   $('queue').addEventListener('change', onPriority);
   $('upload-form').addEventListener('submit', onUpload);
   $('job-wait-form').addEventListener('submit', onJobWait);
+  $('add-attendees-form').addEventListener('submit', onAddAttendees);
+  // While the pointer is over the queue, rows do not leave it (see render.js).
+  const hold = (holding) => () => {
+    state.holding = holding;
+    if (state.snapshot) apply(state.snapshot, state.via);
+  };
+  $('queue').addEventListener('pointerenter', hold(true));
+  $('queue').addEventListener('pointerleave', hold(false));
   $('budget-form').addEventListener('submit', onBudget);
   $('job-wait').addEventListener('input', (e) => {
     e.target.dataset.edited = 'yes';

@@ -44,6 +44,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("render.js"),
     ),
     (
+        "dom.js",
+        "text/javascript; charset=utf-8",
+        include_str!("dom.js"),
+    ),
+    (
         "api.js",
         "text/javascript; charset=utf-8",
         include_str!("api.js"),
@@ -62,18 +67,91 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
 
 /// `/admin`, `/admin/`, `/admin/assets/{name}`, `/admin/api/events`,
 /// `/admin/api/snapshot` and a 404 for every other `/admin/…` path, behind
-/// the admin login; merges into any router.
+/// the admin login; merges into any router. The page itself answers a
+/// logged-in account that may not use it with a readable HTML page
+/// ([`refusal_page`]), not the API's JSON.
 pub(super) fn router<S: Clone + Send + Sync + 'static>(admin: Arc<Admin>) -> Router<S> {
     let auth = admin.state.auth.clone();
-    Router::new()
+    let pages = Router::new()
         .route("/admin", get(page))
         .route("/admin/", get(page))
+        .layer(require_role(auth.clone(), Role::Admin))
+        .layer(axum::middleware::map_response(refusal_page));
+    Router::new()
         .route("/admin/assets/{name}", get(asset))
         .route("/admin/api/events", get(feed::events))
         .route("/admin/api/snapshot", get(feed::snapshot))
         .route("/admin/{*rest}", any(not_found))
         .layer(require_role(auth, Role::Admin))
         .with_state(feed::Feed::new(admin))
+        .merge(pages)
+}
+
+/// Longest refusal text read from the login layer's JSON answer.
+const REFUSAL_BYTES: usize = 4096;
+
+/// A 403 from the login layer on `/admin` (an attendee's or a disabled
+/// account's login) as an HTML page saying what it means and what to do;
+/// every other answer passes unchanged. A 401 stays as it is: its
+/// challenge makes the browser ask for a login.
+async fn refusal_page(response: Response) -> Response {
+    if response.status() != StatusCode::FORBIDDEN {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), REFUSAL_BYTES)
+        .await
+        .unwrap_or_default();
+    let said = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let html = REFUSAL_HTML.replace("{reason}", &escape_html(&said));
+    let mut response = (
+        StatusCode::FORBIDDEN,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        html,
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    response
+}
+
+/// The refusal page; `{reason}` is the login layer's own sentence.
+const REFUSAL_HTML: &str = "<!doctype html>
+<html lang=\"en\"><head><meta charset=\"utf-8\">
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">
+<title>Not an operator: ComfyUMe</title>
+<link rel=\"icon\" href=\"data:,\">
+</head><body><main>
+<h1>This page is for the workshop's operators</h1>
+<p data-test=\"refusal\">You are logged in with an account that is not an operator account, so the
+operator's dashboard is not yours to open ({reason}).</p>
+<p>Your workshop editor is at <a href=\"/\">the start page</a>. To open the dashboard as an
+operator, log in with an operator account: close this browser window (or open a private
+window) and sign in again.</p>
+</main></body></html>
+";
+
+/// Text made safe to put inside HTML.
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Any other `/admin/…` path: a JSON 404 naming it, not the editor's files

@@ -1,28 +1,16 @@
 // Drawing the dashboard's panels from a snapshot. Every value is written as
 // text (never as HTML): attendee names and plugin messages are untrusted.
 // Buttons carry `data-action`; app.js handles their clicks for the whole
-// page, so a panel can be redrawn at any time.
+// page. The queue, attendee and pool tables are updated in place, keyed by
+// job id, attendee and pool name (`morphChildren`, see dom.js), so a
+// control the pointer is on or that has focus is never re-created.
 
+import { h, morphChildren } from './dom.js';
+
+export { h };
 export const PRIORITIES = ['instructor', 'high', 'normal', 'low'];
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'dead']);
 const RETRYABLE = new Set(['failed', 'cancelled', 'dead']);
-
-// h('td', {class: 'x', dataset: {test: 'y'}}, 'text', child, …)
-export function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === 'dataset') Object.assign(el.dataset, value);
-    else if (key === 'class') el.className = value;
-    else if (key in el && typeof value !== 'string') el[key] = value;
-    else el.setAttribute(key, value === true ? '' : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === undefined || child === null || child === false) continue;
-    el.append(child instanceof Node ? child : String(child));
-  }
-  return el;
-}
 
 export function fmtSeconds(seconds) {
   if (!Number.isFinite(seconds) || seconds < 0) return '–';
@@ -40,8 +28,18 @@ export function fmtValue(value) {
 }
 
 function table(headings, rows, empty) {
-  if (rows.length === 0) return h('p', { class: 'dim' }, empty);
-  return h('table', {}, h('thead', {}, h('tr', {}, headings.map((t) => h('th', {}, t)))), h('tbody', {}, rows));
+  if (rows.length === 0) return h('p', { class: 'dim', dataset: { key: 'empty' } }, empty);
+  return h(
+    'table',
+    { dataset: { key: 'table' } },
+    h('thead', {}, h('tr', {}, headings.map((t) => h('th', {}, t)))),
+    h('tbody', {}, rows),
+  );
+}
+
+// Updates `el` in place to show `children` (see dom.js).
+function show(el, ...children) {
+  morphChildren(el, h('div', {}, children));
 }
 
 function badge(text, kind) {
@@ -50,12 +48,19 @@ function badge(text, kind) {
 
 // ------------------------------------------------------------------ queue
 
-function waitText(job, nowMs) {
+// How long the job waited for a GPU and how long it ran, kept apart: a
+// job that took 13 s may have waited 12 of them.
+function timeText(job, nowMs) {
   const created = job.created_at_ms ?? nowMs;
   const now = Math.max(nowMs, created);
-  if (TERMINAL.has(job.state)) return `took ${fmtSeconds((job.updated_at_ms - created) / 1000)}`;
-  if (job.state === 'queued' || job.state === 'leased') return `waiting ${fmtSeconds((now - created) / 1000)}`;
-  return `${fmtSeconds((now - created) / 1000)} since submit`;
+  const terminal = TERMINAL.has(job.state);
+  const end = terminal ? Math.max(job.updated_at_ms ?? now, created) : now;
+  const started = job.started_at_ms;
+  if (started == null) {
+    return terminal ? `waited ${fmtSeconds((end - created) / 1000)}, never ran` : `waiting ${fmtSeconds((now - created) / 1000)}`;
+  }
+  const waited = `waited ${fmtSeconds((started - created) / 1000)}`;
+  return terminal ? `${waited} · ran ${fmtSeconds((end - started) / 1000)}` : `${waited} · running ${fmtSeconds((now - started) / 1000)}`;
 }
 
 function progressCell(job) {
@@ -71,7 +76,7 @@ function jobActions(job) {
     cells.push(
       h(
         'button',
-        { type: 'button', dataset: { action: 'cancel', job: id, test: 'job-cancel' }, disabled: job.cancel_requested },
+        { type: 'button', dataset: { key: 'cancel', action: 'cancel', job: id, test: 'job-cancel' }, disabled: job.cancel_requested },
         job.cancel_requested ? 'Cancelling…' : 'Cancel',
       ),
     );
@@ -79,13 +84,13 @@ function jobActions(job) {
   if (job.state === 'queued') {
     const select = h(
       'select',
-      { dataset: { action: 'priority', job: id, test: 'job-priority' }, title: 'Priority class (instructor goes first)' },
+      { dataset: { key: 'priority', action: 'priority', job: id, test: 'job-priority' }, title: 'Priority class (instructor goes first)' },
       PRIORITIES.map((name) => h('option', { value: name, selected: name === job.priority }, name)),
     );
     cells.push(select);
   }
   if (RETRYABLE.has(job.state)) {
-    cells.push(h('button', { type: 'button', dataset: { action: 'retry', job: id, test: 'job-retry' } }, 'Retry'));
+    cells.push(h('button', { type: 'button', dataset: { key: 'retry', action: 'retry', job: id, test: 'job-retry' } }, 'Retry'));
   }
   return h('td', { class: 'actions' }, cells);
 }
@@ -93,35 +98,49 @@ function jobActions(job) {
 function jobRow(job, now) {
   return h(
     'tr',
-    { dataset: { test: 'job-row', jobId: String(job.id), state: job.state, user: job.user } },
+    { dataset: { key: `job:${job.id}`, test: 'job-row', jobId: String(job.id), state: job.state, user: job.user } },
     h('td', {}, `#${job.id}`),
     h('td', { dataset: { test: 'job-state' } }, badge(job.cancel_requested && !TERMINAL.has(job.state) ? `${job.state} (cancel asked)` : job.state, job.state)),
     h('td', {}, job.workflow_kind || '–'),
     h('td', {}, job.pool ?? '–'),
     h('td', {}, job.priority),
     h('td', {}, progressCell(job)),
-    h('td', {}, waitText(job, now)),
+    h('td', { dataset: { test: 'job-time' } }, timeText(job, now)),
     h('td', {}, String(job.attempts ?? 0)),
     h('td', { class: 'reason' }, job.reason ?? ''),
     jobActions(job),
   );
 }
 
-export function renderQueue(el, jobs, now, showFinished) {
+// Waiting and running jobs oldest first (the order they queued, so a new
+// job is added below and the rows above it stay put), then finished jobs
+// newest first.
+function queueOrder(a, b) {
+  const doneA = TERMINAL.has(a.state);
+  const doneB = TERMINAL.has(b.state);
+  if (doneA !== doneB) return doneA ? 1 : -1;
+  return doneA ? b.id - a.id : a.id - b.id;
+}
+
+// `holding`: the pointer is over the queue, so rows that would leave it
+// (finished jobs while those are hidden) stay, updated, until it leaves.
+export function renderQueue(el, jobs, now, showFinished, holding) {
   const all = jobs ?? [];
-  const shown = showFinished ? all : all.filter((j) => !TERMINAL.has(j.state));
+  const onPage = new Set([...el.querySelectorAll('[data-test=job-row]')].map((row) => row.dataset.jobId));
+  const shown = all.filter((j) => showFinished || !TERMINAL.has(j.state) || (holding && onPage.has(String(j.id))));
   const byUser = new Map();
   for (const job of shown) {
     if (!byUser.has(job.user)) byUser.set(job.user, []);
     byUser.get(job.user).push(job);
   }
   const active = (list) => list.filter((j) => !TERMINAL.has(j.state)).length;
-  const users = [...byUser.keys()].sort((a, b) => active(byUser.get(b)) - active(byUser.get(a)) || a.localeCompare(b));
+  // By name, so a group never jumps over another as its counts change.
+  const users = [...byUser.keys()].sort((a, b) => a.localeCompare(b));
   const groups = users.map((user) => {
-    const list = byUser.get(user);
+    const list = byUser.get(user).sort(queueOrder);
     return h(
       'div',
-      { class: 'group', dataset: { test: 'queue-user', user } },
+      { class: 'group', dataset: { key: `user:${user}`, test: 'queue-user', user } },
       h('h3', {}, user, ' ', h('span', { class: 'dim' }, `${active(list)} active, ${list.length} shown`)),
       table(
         ['job', 'state', 'kind', 'pool', 'priority', 'progress', 'time', 'attempts', 'reason', ''],
@@ -130,7 +149,7 @@ export function renderQueue(el, jobs, now, showFinished) {
       ),
     );
   });
-  el.replaceChildren(...(groups.length ? groups : [h('p', { class: 'dim' }, showFinished ? 'No jobs yet.' : 'Nothing waiting or running.')]));
+  show(el, groups.length ? groups : h('p', { class: 'dim', dataset: { key: 'empty' } }, showFinished ? 'No jobs yet.' : 'Nothing waiting or running.'));
   const waiting = all.filter((j) => j.state === 'queued').length;
   const running = all.filter((j) => !TERMINAL.has(j.state) && j.state !== 'queued').length;
   return `${waiting} waiting, ${running} on GPUs`;
@@ -138,29 +157,68 @@ export function renderQueue(el, jobs, now, showFinished) {
 
 // -------------------------------------------------------- attendees, pools
 
+// Admin accounts are changed with `comfyume user` only (the API refuses
+// them), so their rows have no buttons.
+function attendeeActions(a) {
+  if (a.role === 'admin') return h('td', { class: 'actions wrap' });
+  return h(
+    'td',
+    { class: 'actions wrap' },
+    h(
+      'button',
+      {
+        type: 'button',
+        dataset: { key: 'disable', action: 'attendee-disable', name: a.name, to: a.disabled ? 'enable' : 'disable', test: 'attendee-disable' },
+        title: a.disabled ? 'Let this account log in again' : 'Stop this account logging in (its queued jobs stay queued)',
+      },
+      a.disabled ? 'Enable' : 'Disable',
+    ),
+    h(
+      'button',
+      { type: 'button', dataset: { key: 'password', action: 'attendee-password', name: a.name, test: 'attendee-reset' }, title: 'A new generated password, shown once' },
+      'New password',
+    ),
+  );
+}
+
 export function renderAttendees(el, attendees) {
   const rows = (attendees ?? []).map((a) =>
     h(
       'tr',
-      { dataset: { test: 'attendee-row', name: a.name }, class: a.disabled ? 'disabled' : '' },
+      { dataset: { key: `user:${a.name}`, test: 'attendee-row', name: a.name, disabled: a.disabled ? 'yes' : 'no' }, class: a.disabled ? 'disabled' : '' },
       h('td', {}, a.name),
       h('td', {}, a.role),
-      h('td', {}, a.disabled ? badge('disabled', 'failed') : ''),
+      h('td', { dataset: { test: 'attendee-status' } }, a.disabled ? badge('disabled', 'failed') : ''),
       h('td', { dataset: { test: 'attendee-connected' } }, String(a.connected ?? 0)),
       h('td', { dataset: { test: 'attendee-pending' } }, String(a.pending ?? 0)),
       h('td', { dataset: { test: 'attendee-running' } }, String(a.running ?? 0)),
       h('td', {}, String(a.done ?? 0)),
       h('td', {}, fmtValue(a.gpu_seconds ?? 0)),
+      attendeeActions(a),
     ),
   );
-  el.replaceChildren(table(['name', 'role', '', 'sockets', 'pending', 'running', 'done', 'GPU s'], rows, 'No logins.'));
+  show(el, table(['name', 'role', '', 'sockets', 'pending', 'running', 'done', 'GPU s', ''], rows, 'No logins.'));
+}
+
+// New passwords, shown once (the host keeps only their hashes): a list the
+// operator copies, then hides.
+export function renderPasswords(el, accounts, what) {
+  const rows = accounts.map((a) =>
+    h('tr', { dataset: { test: 'password-row', name: a.name } }, h('td', {}, a.name), h('td', { class: 'hash', dataset: { test: 'password' } }, a.password)),
+  );
+  el.replaceChildren(
+    h('p', { class: 'ok-text' }, `${what}. Copy the passwords now: they are shown only this once.`),
+    table(['name', 'password'], rows, ''),
+    h('button', { type: 'button', dataset: { action: 'passwords-hide', test: 'passwords-hide' } }, 'I have copied them: hide'),
+  );
+  el.hidden = false;
 }
 
 export function renderPools(el, pools) {
   const rows = (pools ?? []).map((p) =>
     h(
       'tr',
-      { dataset: { test: 'pool-row', name: p.name } },
+      { dataset: { key: `pool:${p.name}`, test: 'pool-row', name: p.name } },
       h('td', {}, p.name),
       h('td', {}, p.gpu),
       h('td', {}, badge(p.warm ? 'warm' : 'cold')),
@@ -170,26 +228,26 @@ export function renderPools(el, pools) {
       h('td', {}, p.price_per_hour ? `${fmtValue(p.price_per_hour)}/h` : '–'),
       h(
         'td',
-        { class: 'actions' },
+        { class: 'actions wrap' },
         p.in_use === false ? badge('out of use', 'cancelled') : null,
         h(
           'button',
           {
             type: 'button',
-            dataset: { action: 'prewarm', name: p.name, warm: p.prewarmed ? 'yes' : 'no', test: 'pool-prewarm' },
+            dataset: { key: 'prewarm', action: 'prewarm', name: p.name, kind: p.kind ?? '', warm: p.prewarmed ? 'yes' : 'no', test: 'pool-prewarm' },
             title: p.kind === 'verda' ? 'Raise the minimum replicas (released at close)' : 'Run a one-step warm-up job now',
           },
           p.kind === 'verda' ? (p.prewarmed ? 'Release pre-warm' : 'Pre-warm') : 'Warm up',
         ),
         h(
           'button',
-          { type: 'button', dataset: { action: 'pool', name: p.name, use: p.in_use === false ? 'yes' : 'no', test: 'pool-switch' } },
+          { type: 'button', dataset: { key: 'switch', action: 'pool', name: p.name, use: p.in_use === false ? 'yes' : 'no', test: 'pool-switch' } },
           p.in_use === false ? 'Put in use' : 'Take out of use',
         ),
       ),
     ),
   );
-  el.replaceChildren(table(['pool', 'GPU', '', 'in flight', 'failures', 'tier', 'price', ''], rows, 'No pools.'));
+  show(el, table(['pool', 'GPU', '', 'in flight', 'failures', 'tier', 'price', ''], rows, 'No pools.'));
 }
 
 // ---------------------------------------------------------------- plugins

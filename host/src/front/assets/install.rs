@@ -11,11 +11,11 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
 
+use super::progress::{InstallStatus, Reporter};
 use super::{FrontendError, Installed, MANIFEST, PACKAGE, PINNED, precompress, version_dir};
 use crate::config::FrontendConfig;
 
@@ -43,8 +43,11 @@ pub struct InstallOptions {
     pub wheel: Option<PathBuf>,
     /// Reinstall even when the version is already installed.
     pub force: bool,
-    /// Draw progress bars on stderr.
+    /// Draw progress bars on stderr; otherwise a log line every few
+    /// seconds says how far it is.
     pub progress: bool,
+    /// Kept current as the install goes (`serve` shows it on `/health`).
+    pub status: Option<std::sync::Arc<InstallStatus>>,
 }
 
 impl InstallOptions {
@@ -59,6 +62,7 @@ impl InstallOptions {
             wheel: None,
             force: false,
             progress: std::io::stderr().is_terminal(),
+            status: None,
         }
     }
 }
@@ -113,6 +117,10 @@ struct Digests {
 /// Installs `options.version` under the data folder.
 pub async fn install(options: InstallOptions) -> Result<InstallReport, FrontendError> {
     let started = Instant::now();
+    let reporter = Reporter {
+        bars: options.progress,
+        status: options.status.clone(),
+    };
     let dir = version_dir(&options.data_dir, &options.version);
     if !options.force
         && let Some(installed) = super::read_installed(&dir)
@@ -168,7 +176,7 @@ pub async fn install(options: InstallOptions) -> Result<InstallReport, FrontendE
                 expected = Some((sha, "index"));
             }
             let part = root.join(format!("{}.part", remote.name));
-            let (actual, received) = download(&client, &remote, &part, options.progress).await?;
+            let (actual, received) = download(&client, &remote, &part, &reporter).await?;
             (part, remote.name, actual, received, true)
         }
     };
@@ -198,11 +206,11 @@ pub async fn install(options: InstallOptions) -> Result<InstallReport, FrontendE
         precompressed_bytes: 0,
         skipped_maps: 0,
     };
-    let progress = options.progress;
     let target = dir.clone();
     let unpack_wheel = wheel_path.clone();
+    let unpack_reporter = reporter.clone();
     let result = tokio::task::spawn_blocking(move || {
-        unpack_into_place(&unpack_wheel, &target, manifest, progress)
+        unpack_into_place(&unpack_wheel, &target, manifest, &unpack_reporter)
     })
     .await
     .map_err(|e| FrontendError::Io {
@@ -310,7 +318,7 @@ async fn download(
     client: &reqwest::Client,
     wheel: &RemoteWheel,
     part: &Path,
-    progress: bool,
+    reporter: &Reporter,
 ) -> Result<(String, u64), FrontendError> {
     let failed = |source: reqwest::Error| FrontendError::Download {
         url: wheel.url.to_string(),
@@ -329,7 +337,7 @@ async fn download(
     let mut file = tokio::fs::File::create(part)
         .await
         .map_err(FrontendError::io("creating", part))?;
-    let bar = bar(progress, expected, "downloading");
+    let bar = reporter.meter("downloading", "bytes", expected);
     let mut hasher = Sha256::new();
     let mut received = 0u64;
     let mut body = response.bytes_stream();
@@ -362,7 +370,7 @@ async fn download(
         }
     }
     .await;
-    bar.finish_and_clear();
+    bar.finish();
     if let Err(error) = outcome {
         let _ = tokio::fs::remove_file(part).await;
         return Err(error);
@@ -380,7 +388,7 @@ fn too_large_wheel() -> FrontendError {
 
 /// reqwest's top-level messages are vague ("error sending request"); the
 /// cause (DNS, refused, TLS) is what the operator needs.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -412,7 +420,7 @@ fn unpack_into_place(
     wheel: &Path,
     target: &Path,
     mut manifest: Installed,
-    progress: bool,
+    reporter: &Reporter,
 ) -> Result<Installed, FrontendError> {
     // Not `with_extension`: "1.58.1" would become "1.58.tmp".
     let sibling = |suffix: &str| {
@@ -430,11 +438,11 @@ fn unpack_into_place(
     }
     std::fs::create_dir_all(&tmp).map_err(FrontendError::io("creating", &tmp))?;
     let result = (|| {
-        let counts = extract(wheel, &tmp, progress)?;
+        let counts = extract(wheel, &tmp, reporter)?;
         manifest.files = counts.files.len() as u64;
         manifest.bytes = counts.bytes;
         manifest.skipped_maps = counts.maps;
-        let packed = precompress::all(&counts.files, progress)?;
+        let packed = precompress::all(&counts.files, reporter)?;
         manifest.precompressed = packed.files;
         manifest.precompressed_bytes = packed.bytes;
         let json = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other);
@@ -466,7 +474,7 @@ struct Extracted {
 }
 
 /// Writes the wheel's `static/` files, except source maps, under `dest`.
-fn extract(wheel: &Path, dest: &Path, progress: bool) -> Result<Extracted, FrontendError> {
+fn extract(wheel: &Path, dest: &Path, reporter: &Reporter) -> Result<Extracted, FrontendError> {
     let file = std::fs::File::open(wheel).map_err(FrontendError::io("opening", wheel))?;
     let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))?;
     if archive.len() > MAX_ENTRIES {
@@ -476,7 +484,7 @@ fn extract(wheel: &Path, dest: &Path, progress: bool) -> Result<Extracted, Front
             unit: "entries",
         });
     }
-    let bar = bar(progress, Some(archive.len() as u64), "extracting");
+    let bar = reporter.meter("extracting", "files", Some(archive.len() as u64));
     let mut out = Extracted {
         files: Vec::new(),
         bytes: 0,
@@ -529,24 +537,6 @@ fn extract(wheel: &Path, dest: &Path, progress: bool) -> Result<Extracted, Front
         out.bytes += written;
         out.files.push(path);
     }
-    bar.finish_and_clear();
+    bar.finish();
     Ok(out)
-}
-
-/// A progress bar on stderr, or a hidden one.
-pub(super) fn bar(visible: bool, len: Option<u64>, what: &'static str) -> ProgressBar {
-    if !visible {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr());
-    let template = if what == "downloading" {
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
-    } else {
-        "{msg} [{bar:30}] {pos}/{len} files"
-    };
-    if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(what);
-    bar
 }

@@ -13,7 +13,9 @@
 //! - Serving is read-only and stateless: [`router`] takes the folder.
 
 mod install;
+mod pending;
 mod precompress;
+mod progress;
 mod serve;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +26,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::FrontendConfig;
 
 pub use install::{InstallOptions, InstallReport, install};
+pub use pending::{Editor, editor_router};
+pub use progress::{InstallStatus, StatusView};
 pub use serve::{is_hashed_asset, router, unavailable_router};
 
 /// The PyPI project that ships the editor's built files.
@@ -181,22 +185,57 @@ pub fn read_installed(dir: &Path) -> Option<Installed> {
     serde_json::from_str(&text).ok()
 }
 
-/// The installed folder for `config.version`, installing it first when it
-/// is missing and `auto_install` is on. Used by `comfyume serve`.
-pub async fn ensure_installed(config: &FrontendConfig, data_dir: &Path) -> anyhow::Result<PathBuf> {
+/// The installed folder for `config.version`, if it is installed (and is
+/// the configured wheel when the configuration names a hash).
+pub fn installed_dir(config: &FrontendConfig, data_dir: &Path) -> Option<PathBuf> {
     let dir = version_dir(data_dir, &config.version);
-    if let Some(installed) = read_installed(&dir) {
-        // A hash given in the config must also match what is installed;
-        // otherwise the config names a different wheel: reinstall.
-        let wanted = expected_hash(config);
-        if wanted.is_none_or(|w| w.eq_ignore_ascii_case(&installed.sha256)) {
-            return Ok(dir);
-        }
-        tracing::warn!(
-            installed = %installed.sha256,
-            "the installed frontend is not the configured wheel; reinstalling"
-        );
+    let installed = read_installed(&dir)?;
+    // A hash given in the config must also match what is installed;
+    // otherwise the config names a different wheel: reinstall.
+    let wanted = expected_hash(config);
+    if wanted.is_none_or(|w| w.eq_ignore_ascii_case(&installed.sha256)) {
+        return Some(dir);
     }
+    tracing::warn!(
+        installed = %installed.sha256,
+        "the installed frontend is not the configured wheel; reinstalling"
+    );
+    None
+}
+
+/// What `comfyume serve` mounts for the editor: the installed files; else,
+/// with `auto_install` on, an install in the background while the host
+/// already answers (see [`Editor`]); else the page that says how to
+/// install them. Call it inside the runtime.
+pub fn editor(config: &FrontendConfig, data_dir: &Path) -> std::sync::Arc<Editor> {
+    match installed_dir(config, data_dir) {
+        Some(dir) => {
+            tracing::info!(path = %dir.display(), version = %config.version, "serving the frontend");
+            Editor::serving(router(dir))
+        }
+        None if config.auto_install => {
+            Editor::install_in_background(config, data_dir.to_path_buf())
+        }
+        None => {
+            tracing::warn!(
+                "frontend {} is not installed in {} and frontend.auto_install is off: \
+                 the ComfyUI editor is not available (attendees get a 503 page); \
+                 run `comfyume frontend install` and restart",
+                config.version,
+                version_dir(data_dir, &config.version).display()
+            );
+            Editor::serving(unavailable_router())
+        }
+    }
+}
+
+/// The installed folder for `config.version`, installing it first (and
+/// waiting) when it is missing and `auto_install` is on.
+pub async fn ensure_installed(config: &FrontendConfig, data_dir: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = installed_dir(config, data_dir) {
+        return Ok(dir);
+    }
+    let dir = version_dir(data_dir, &config.version);
     anyhow::ensure!(
         config.auto_install,
         "frontend {} is not installed in {} and frontend.auto_install is off; \

@@ -58,7 +58,10 @@ pub(super) fn is_text(path: &Path) -> bool {
 }
 
 /// Writes the variants for every text file in `files`.
-pub(super) fn all(files: &[PathBuf], progress: bool) -> Result<Packed, FrontendError> {
+pub(super) fn all(
+    files: &[PathBuf],
+    reporter: &super::progress::Reporter,
+) -> Result<Packed, FrontendError> {
     let mut work: Vec<(u64, &PathBuf)> = files
         .iter()
         .filter(|p| is_text(p))
@@ -67,7 +70,7 @@ pub(super) fn all(files: &[PathBuf], progress: bool) -> Result<Packed, FrontendE
         .collect();
     // Largest first, so one big bundle does not run alone at the end.
     work.sort_by_key(|w| std::cmp::Reverse(w.0));
-    let bar = super::install::bar(progress, Some(work.len() as u64), "compressing");
+    let bar = reporter.meter("compressing", "files", Some(work.len() as u64));
     let next = AtomicUsize::new(0);
     let total = Mutex::new(Packed::default());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
@@ -99,7 +102,7 @@ pub(super) fn all(files: &[PathBuf], progress: bool) -> Result<Packed, FrontendE
             })
         })
     });
-    bar.finish_and_clear();
+    bar.finish();
     result?;
     Ok(total.into_inner().unwrap_or_default())
 }
