@@ -17,6 +17,7 @@
 
 mod run;
 pub mod run_ledger;
+pub mod verda_deployments;
 pub mod verda_gateway;
 pub mod verda_management;
 
