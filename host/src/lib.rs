@@ -18,6 +18,7 @@
 //! - [`admin`]: the operator's API (`/admin/api`) and `/metrics`.
 //! - [`observe`]: what the host measures (histograms and counters for `/metrics`).
 //! - [`worker`]: the GPU-side sidecar (`comfyume worker`).
+//! - [`models`]: the workshop's model files: manifest, check, `models sync`.
 //! - [`rehearse`]: the workshop day played with fake GPUs and faults (`comfyume rehearse`).
 //! - [`cli`]: the `comfyume` command line.
 //! - [`tls`]: the TLS provider every outgoing HTTPS client needs.
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod front;
+pub mod models;
 pub mod observe;
 pub mod paths;
 pub mod plugins;

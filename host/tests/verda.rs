@@ -4,6 +4,8 @@
 //! replicas, each beside a rehearsal ComfyUI.
 
 mod common;
+#[path = "verda/deploy.rs"]
+mod deploy;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

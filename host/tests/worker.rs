@@ -11,6 +11,11 @@ use comfyume::dispatch::rehearsal::{Rehearsal, RehearsalConfig};
 use comfyume::worker::{RunInput, RunRequest, RunResponse, Worker, WorkerConfig};
 use serde_json::Value;
 
+#[path = "worker/models_sync.rs"]
+mod models_sync;
+#[path = "worker/supervise.rs"]
+mod supervise;
+
 async fn start(
     rehearsal: RehearsalConfig,
 ) -> (

@@ -1,15 +1,17 @@
 //! The `comfyume` command line: `serve`, `user`, `frontend install`,
-//! `plugin check`, `plugin new`, `worker` and `rehearse`.
+//! `plugin check`, `plugin new`, `worker`, `models`, `verda` and `rehearse`.
 //!
 //! Errors leave as one line on stderr and a non-zero exit code; the full
 //! chain goes to the log at debug level.
 
 mod frontend;
+mod models;
 mod plugin;
 pub mod plugin_new;
 mod rehearse;
 mod serve;
 mod user;
+mod verda;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,6 +42,13 @@ enum Command {
     Plugin(PluginCommand),
     /// The GPU-side sidecar that runs beside ComfyUI (see docs/worker.md).
     Worker(WorkerArgs),
+    /// The workshop's model files (config/models.toml, see docs/gpu.md).
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    /// The Verda container deployments of the config's verda pools
+    /// (see docs/gpu.md).
+    #[command(subcommand)]
+    Verda(verda::VerdaCommand),
     /// Play a workshop day against real hosts with fake GPUs and faults,
     /// and report what every attendee got (see docs/rehearsal.md).
     Rehearse(rehearse::RehearseArgs),
@@ -68,6 +77,17 @@ pub struct WorkerArgs {
     /// (`comfyume/<prompt id>/` in it) are removed after the job.
     #[arg(long, env = "COMFYUME_WORKER_COMFYUI_INPUT_DIR")]
     pub comfyui_input_dir: Option<PathBuf>,
+    /// Start ComfyUI with this shell command and keep it running
+    /// (restarted with backoff when it exits); /health waits for it.
+    #[arg(long, env = "COMFYUME_WORKER_COMFYUI_CMD")]
+    pub comfyui_cmd: Option<String>,
+    /// With --models-dir: /health waits until every file of this models
+    /// manifest is in place.
+    #[arg(long, env = "COMFYUME_MODELS_MANIFEST", requires = "models_dir")]
+    pub models_manifest: Option<PathBuf>,
+    /// The ComfyUI models folder --models-manifest is checked in.
+    #[arg(long, env = "COMFYUME_MODELS_DIR", requires = "models_manifest")]
+    pub models_dir: Option<PathBuf>,
 }
 
 /// `comfyume serve`.
@@ -114,6 +134,8 @@ pub fn main() -> ExitCode {
         Command::Plugin(PluginCommand::Check(args)) => plugin::check(args),
         Command::Plugin(PluginCommand::New(args)) => plugin_new::new(args),
         Command::Worker(args) => worker(args),
+        Command::Models(command) => models::run(command),
+        Command::Verda(command) => verda::run(command),
         Command::Rehearse(args) => rehearse::run(args),
     };
     match result {
@@ -141,7 +163,20 @@ fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(crate::worker::main(args.listen, config))?;
+    let models = match (args.models_manifest, args.models_dir) {
+        (Some(manifest), Some(dir)) => Some((crate::models::Manifest::load(&manifest)?, dir)),
+        _ => None,
+    };
+    if args.comfyui_cmd.is_none() && models.is_none() {
+        runtime.block_on(crate::worker::main(args.listen, config))?;
+    } else {
+        let options = crate::worker::supervise::SuperviseOptions {
+            comfyui_cmd: args.comfyui_cmd,
+            models,
+            ..Default::default()
+        };
+        runtime.block_on(crate::worker::supervise::main(args.listen, config, options))?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

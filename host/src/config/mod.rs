@@ -13,6 +13,7 @@
 //! where the value came from. Unknown keys are errors too: a typo in a
 //! workshop config must not silently fall back to a default.
 
+mod deploy;
 mod env;
 pub mod legacy;
 mod sections;
@@ -24,6 +25,7 @@ use figment::providers::{Format, Serialized, Toml};
 
 use env::EnvVar;
 
+pub use deploy::VerdaDeployConfig;
 pub use sections::*;
 
 /// A configuration problem, as one line: `key: reason (source)`.

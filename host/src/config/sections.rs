@@ -392,6 +392,8 @@ pub struct VerdaConfig {
     /// OAuth client secret (`VERDA_CLIENT_SECRET`). Never logged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<Secret>,
+    /// `[verda.deploy]`: what `comfyume verda apply` deploys.
+    pub deploy: super::VerdaDeployConfig,
 }
 
 impl Default for VerdaConfig {
@@ -406,6 +408,7 @@ impl Default for VerdaConfig {
             management_url: "https://api.verda.com/v1".into(),
             client_id: None,
             client_secret: None,
+            deploy: super::VerdaDeployConfig::default(),
         }
     }
 }

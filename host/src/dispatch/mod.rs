@@ -7,7 +7,9 @@
 //! - [`backend`]: the one seam to a GPU pool, with two kinds:
 //!   [`comfyui_backend`] (a ComfyUI reached directly, also the rehearsal
 //!   mode) and [`verda`] (serverless containers running `comfyume worker`);
-//!   [`verda_scaling`] raises a deployment's minimum replicas to pre-warm.
+//!   [`verda_scaling`] raises a deployment's minimum replicas to pre-warm;
+//!   [`verda_deploy`] and [`verda_apply`] create and update the deployments
+//!   themselves (`comfyume verda apply`).
 //! - [`comfyui`]: the ComfyUI wire protocol and client; [`rehearsal`]: a
 //!   ComfyUI without a GPU and a fake Verda gateway, for rehearsals and
 //!   tests.
@@ -26,4 +28,6 @@ pub mod pools;
 pub mod rehearsal;
 mod running;
 pub mod verda;
+pub mod verda_apply;
+pub mod verda_deploy;
 pub mod verda_scaling;

@@ -103,12 +103,32 @@ impl VerdaScaling {
     }
 
     /// One authorised call; a 401 fetches a new token and tries once more.
+    /// Any other error status is an error naming the call.
     async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ScalingError> {
+        let (status, value) = self.request(method.clone(), path, body).await?;
+        if !status.is_success() {
+            let text: String = value.to_string().chars().take(200).collect();
+            return Err(ScalingError::Api(format!(
+                "{method} {path} answered {status}: {text}"
+            )));
+        }
+        Ok(value)
+    }
+
+    /// One authorised call, answering any status with its JSON body (or
+    /// the body's text as a JSON string); a 401 fetches a new token and
+    /// tries once more. Used by `verda apply`, which must tell a 404 apart.
+    pub(crate) async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(reqwest::StatusCode, Value), ScalingError> {
         for fresh in [false, true] {
             let token = self.token(fresh).await?;
             let mut request = self
@@ -126,14 +146,9 @@ impl VerdaScaling {
             if status == reqwest::StatusCode::UNAUTHORIZED && !fresh {
                 continue;
             }
-            if !status.is_success() {
-                let text = answer.text().await.unwrap_or_default();
-                let text: String = text.chars().take(200).collect();
-                return Err(ScalingError::Api(format!(
-                    "{method} {path} answered {status}: {text}"
-                )));
-            }
-            return Ok(answer.json().await.unwrap_or(Value::Null));
+            let text = answer.text().await.unwrap_or_default();
+            let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            return Ok((status, value));
         }
         Err(ScalingError::Auth("a fresh token was refused too".into()))
     }

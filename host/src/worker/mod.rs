@@ -8,8 +8,9 @@
 //! follows it to the end through the same client the host uses, downloads
 //! the outputs and answers with all of them in one response.
 //!
-//! Health (`GET /health`): 200 `healthy` when idle, 200 `busy` while a job
-//! runs, 503 `draining` after SIGTERM (the container is being stopped: the
+//! Health (`GET /health`): 503 `starting` while a supervised ComfyUI or
+//! the model files are not ready (see [`supervise`]), 200 `healthy` when
+//! idle, 200 `busy` while a job runs, 503 `draining` after SIGTERM (the container is being stopped: the
 //! load balancer must send no new work; runs in flight finish, then the
 //! worker exits). `GET /object_info` passes ComfyUI's node catalogue through,
 //! so the host sees the model files really present on the image.
@@ -17,6 +18,7 @@
 
 mod callback;
 mod run;
+pub mod supervise;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -72,6 +74,8 @@ pub struct Worker {
     client_id: String,
     running: AtomicUsize,
     draining: AtomicBool,
+    /// Set when the worker supervises ComfyUI (`supervise`).
+    readiness: std::sync::OnceLock<Arc<supervise::Readiness>>,
 }
 
 impl Worker {
@@ -84,6 +88,7 @@ impl Worker {
             client_id: format!("comfyume-worker-{}", uuid::Uuid::new_v4().simple()),
             running: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
+            readiness: std::sync::OnceLock::new(),
         }))
     }
 
@@ -134,6 +139,13 @@ async fn health(State(w): State<Arc<Worker>>) -> Response {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "draining", "running": w.running()})),
+        )
+            .into_response();
+    }
+    if let Some(reason) = w.readiness.get().and_then(|r| r.not_ready()) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "starting", "reason": reason, "running": w.running()})),
         )
             .into_response();
     }

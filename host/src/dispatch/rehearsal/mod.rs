@@ -31,6 +31,7 @@
 
 mod run;
 pub mod run_ledger;
+pub mod verda_deployments;
 pub mod verda_gateway;
 pub mod verda_management;
 

@@ -1,5 +1,5 @@
 //! A fake of Verda's management API for tests and rehearsals: OAuth client
-//! credentials and a deployment's scaling settings.
+//! credentials, a deployment's scaling settings, and whole deployments.
 //!
 //! It answers `POST /v1/oauth2/token` (JSON `grant_type=client_credentials`,
 //! `client_id`, `client_secret`; a wrong pair is a 401), and
@@ -7,6 +7,10 @@
 //! token it issued (else 401; an unknown deployment is a 404). Tokens can be
 //! expired on demand to exercise the client's refresh, and every PATCH is
 //! kept so a test can read what the host asked for.
+//!
+//! Deployments (`verda_deployments`): `POST /v1/container-deployments`,
+//! `GET`/`PATCH /v1/container-deployments/{name}`, `GET …/status` and
+//! `GET …/replicas`, with the field names of Verda's SDK and its refusals.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,11 +27,12 @@ pub struct FakeManagement {
     client_id: String,
     client_secret: String,
     tokens: Mutex<Vec<String>>,
-    scaling: Mutex<HashMap<String, Value>>,
+    pub(super) scaling: Mutex<HashMap<String, Value>>,
     patches: Mutex<Vec<(String, Value)>>,
+    pub(super) deployments: super::verda_deployments::Deployments,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -55,6 +60,7 @@ impl FakeManagement {
             tokens: Mutex::new(Vec::new()),
             scaling: Mutex::new(scaling),
             patches: Mutex::new(Vec::new()),
+            deployments: Default::default(),
         })
     }
 
@@ -67,6 +73,7 @@ impl FakeManagement {
                 "/v1/container-deployments/{name}/scaling",
                 get(read_scaling).patch(write_scaling),
             )
+            .merge(super::verda_deployments::routes())
             .with_state(self.clone());
         super::serve_on_loopback(router).await
     }
@@ -86,7 +93,7 @@ impl FakeManagement {
         lock(&self.tokens).clear();
     }
 
-    fn authorised(&self, headers: &HeaderMap) -> bool {
+    pub(super) fn authorised(&self, headers: &HeaderMap) -> bool {
         let Some(token) = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
