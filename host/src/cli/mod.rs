@@ -64,6 +64,10 @@ pub struct WorkerArgs {
     /// Largest output file, in MiB.
     #[arg(long, default_value_t = 512, env = "COMFYUME_WORKER_MAX_OUTPUT_MIB")]
     pub max_output_mib: usize,
+    /// Largest request (prompt and inputs in base64), in MiB; the host's
+    /// `verda.worker_max_request_mib` must not be larger.
+    #[arg(long, default_value_t = 64, env = "COMFYUME_WORKER_MAX_REQUEST_MIB")]
+    pub max_request_mib: usize,
 }
 
 /// `comfyume serve`.
@@ -127,11 +131,11 @@ fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let config = crate::worker::WorkerConfig {
         comfyui_url: args.comfyui,
         job_wait: std::time::Duration::from_secs(args.job_wait_secs),
+        max_request_bytes: args.max_request_mib << 20,
         client: ClientLimits {
             max_output_bytes: args.max_output_mib << 20,
             ..ClientLimits::default()
         },
-        ..crate::worker::WorkerConfig::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -27,3 +27,4 @@ pub mod rehearsal;
 mod running;
 pub mod verda;
 pub mod verda_scaling;
+mod verda_watch;

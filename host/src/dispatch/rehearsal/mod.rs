@@ -19,6 +19,7 @@ mod run;
 pub mod run_ledger;
 pub mod verda_gateway;
 pub mod verda_management;
+pub mod verda_switches;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
