@@ -191,6 +191,32 @@ fn pools_replace_the_rehearsal_default_and_are_checked() {
         error.starts_with("config error: pools.b300.deployment: a verda pool needs"),
         "{error}"
     );
+    // Verda's rule: an RFC-1123 label, at most 63 characters.
+    let too_long = "a".repeat(64);
+    for name in [
+        "Comfy-H200",
+        "comfy_h200",
+        "-h200",
+        "h200-",
+        "h2 00",
+        too_long.as_str(),
+    ] {
+        let file = toml(&format!(
+            "[pools.b300]\nkind = \"verda\"\ndeployment = \"{name}\"\napi_key = \"k\"\n"
+        ));
+        let error = Config::load_from(Some(file.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("config error: pools.b300.deployment: "),
+            "{name}: {error}"
+        );
+    }
+    let longest = "a".repeat(63);
+    let file = toml(&format!(
+        "[pools.b300]\nkind = \"verda\"\ndeployment = \"{longest}\"\napi_key = \"k\"\n"
+    ));
+    Config::load_from(Some(file.path()), env(&[])).expect("63 characters are allowed");
     let file = toml("[pools.b300]\nkind = \"verda\"\ndeployment = \"b300\"\n");
     let error = Config::load_from(Some(file.path()), env(&[]))
         .unwrap_err()

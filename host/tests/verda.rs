@@ -6,6 +6,8 @@
 mod common;
 #[path = "verda/deploy.rs"]
 mod deploy;
+#[path = "verda/protocol.rs"]
+mod protocol;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,6 +20,7 @@ use comfyume::dispatch::pool::Pool;
 use comfyume::dispatch::rehearsal::RehearsalConfig;
 use comfyume::dispatch::rehearsal::run_ledger::RunLedger;
 use comfyume::dispatch::rehearsal::verda_gateway::{FakeVerda, Fault};
+use comfyume::dispatch::rehearsal::verda_switches::{ReclaimEnd, Switches};
 use comfyume::dispatch::verda::{VerdaBackend, VerdaSettings};
 use comfyume::plugins::registry_from_config;
 use comfyume::queue::{
@@ -40,12 +43,23 @@ fn settings(url: &str, deployment: &str) -> VerdaSettings {
         download: Duration::from_secs(5),
         poll_interval: Duration::from_millis(50),
         max_result_bytes: 16 << 20,
-        queue_grace: Duration::from_secs(1),
+        request_ttl: Duration::from_secs(60),
+        max_request_bytes: 64 << 20,
         outage_patience: Duration::from_secs(3),
     }
 }
 
 fn pool(name: &str, spot: bool, price: f64, capacity: u32, url: &str) -> Arc<Pool> {
+    pool_with(name, spot, price, capacity, settings(url, name))
+}
+
+fn pool_with(
+    name: &str,
+    spot: bool,
+    price: f64,
+    capacity: u32,
+    settings: VerdaSettings,
+) -> Arc<Pool> {
     let info = PoolInfo {
         name: name.into(),
         gpu: "H200".into(),
@@ -53,9 +67,7 @@ fn pool(name: &str, spot: bool, price: f64, capacity: u32, url: &str) -> Arc<Poo
         capacity,
         price_per_hour: price,
     };
-    Pool::new(Arc::new(
-        VerdaBackend::new(info, settings(url, name)).unwrap(),
-    ))
+    Pool::new(Arc::new(VerdaBackend::new(info, settings).unwrap()))
 }
 
 fn comfy(step_ms: u64, steps: u32) -> RehearsalConfig {
@@ -230,35 +242,45 @@ async fn jobs_run_through_workers_behind_a_non_sticky_gateway() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spot_reclaim_requeues_the_job_and_on_demand_finishes_it() {
-    let (spot, spot_url) = FakeVerda::with_replicas("h200-spot", KEY, 1, comfy(100, 10))
-        .await
-        .unwrap();
-    spot.set_fault(Fault::ReclaimAfter(Duration::from_millis(300)));
-    let (on_demand, on_demand_url) =
-        FakeVerda::with_replicas("h200-on-demand", KEY, 1, comfy(5, 2))
+    // Verda's SDK knows no failed status: a reclaimed request may end
+    // `Completed` with the gateway's own error, or be forgotten (404). In
+    // both, the host runs the job again elsewhere (the form where Verda
+    // delivers it again itself is in `protocol`).
+    for end in [ReclaimEnd::GatewayError, ReclaimEnd::Gone] {
+        let (spot, spot_url) = FakeVerda::with_replicas("h200-spot", KEY, 1, comfy(100, 10))
             .await
             .unwrap();
-    let host = host(
-        vec![
-            pool("h200-spot", true, 1.15, 1, &spot_url),
-            pool("h200-on-demand", false, 3.29, 1, &on_demand_url),
-        ],
-        3,
-        Duration::from_secs(20),
-    )
-    .await;
-    let job = enqueue(&host.store, "ana", prompt_with(json!({}))).await;
-    let done = wait_for(&host.store, job.id, finished).await;
-    assert_eq!(done.state, JobState::Succeeded, "{done:?}");
-    assert_eq!(spot.reclaims(), 1);
-    assert_eq!(
-        done.attempts, 2,
-        "claimed twice (spot, then on-demand): {done:?}"
-    );
-    assert!(done.lost_to_reclaim, "{done:?}");
-    assert_eq!(done.backend.unwrap().pool, "h200-on-demand");
-    assert_eq!(spot.runs(&done.prompt_id), 1);
-    assert_eq!(on_demand.runs(&done.prompt_id), 1);
+        spot.set_switches(Switches {
+            reclaim_end: end,
+            ..Switches::default()
+        });
+        spot.set_fault(Fault::ReclaimAfter(Duration::from_millis(300)));
+        let (on_demand, on_demand_url) =
+            FakeVerda::with_replicas("h200-on-demand", KEY, 1, comfy(5, 2))
+                .await
+                .unwrap();
+        let host = host(
+            vec![
+                pool("h200-spot", true, 1.15, 1, &spot_url),
+                pool("h200-on-demand", false, 3.29, 1, &on_demand_url),
+            ],
+            3,
+            Duration::from_secs(20),
+        )
+        .await;
+        let job = enqueue(&host.store, "ana", prompt_with(json!({}))).await;
+        let done = wait_for(&host.store, job.id, finished).await;
+        assert_eq!(done.state, JobState::Succeeded, "{end:?}: {done:?}");
+        assert_eq!(spot.reclaims(), 1);
+        assert_eq!(
+            done.attempts, 2,
+            "{end:?}: claimed twice (spot, then on-demand): {done:?}"
+        );
+        assert!(done.lost_to_reclaim, "{done:?}");
+        assert_eq!(done.backend.unwrap().pool, "h200-on-demand");
+        assert_eq!(spot.runs(&done.prompt_id), 1);
+        assert_eq!(on_demand.runs(&done.prompt_id), 1);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -406,9 +428,10 @@ async fn a_job_that_never_finishes_fails_with_the_reason_after_the_job_wait() {
     assert_eq!(done.state, JobState::Failed, "{done:?}");
     let reason = done.reason.unwrap_or_default();
     assert!(
-        reason.contains("no result from verda h200-spot within 2 s"),
+        reason.contains("no result from verda h200-spot within 1 s of the job starting on a GPU"),
         "{reason}"
     );
+    assert_eq!(gateway.runs(&done.prompt_id), 1, "it ran, and only once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -540,12 +563,21 @@ fn a_dispatcher_crash_after_the_submit_reattaches_by_inference_id() {
 /// A replica that answers what no worker would: each case must end the job
 /// with a reason and write nothing outside the owner's folder.
 async fn hostile_replica(answer: &'static str) -> String {
-    let router = axum::Router::new().route(
-        "/run",
-        axum::routing::post(
-            move || async move { ([("content-type", "application/json")], answer) },
-        ),
-    );
+    replica_answering(200, answer).await
+}
+
+/// A replica that answers every `/run` with `code` and `answer`, and whose
+/// health check passes.
+async fn replica_answering(code: u16, answer: &'static str) -> String {
+    let code = axum::http::StatusCode::from_u16(code).unwrap();
+    let router = axum::Router::new()
+        .route(
+            "/run",
+            axum::routing::post(move || async move {
+                (code, [("content-type", "application/json")], answer)
+            }),
+        )
+        .route("/health", axum::routing::get(|| async { "ok" }));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .unwrap();

@@ -1,6 +1,8 @@
 //! `comfyume worker` against a rehearsal ComfyUI: one request runs a whole
-//! job and returns its outputs; health says healthy, busy, then draining
-//! after shutdown while the job in flight still finishes.
+//! job and returns its outputs; health says starting until ComfyUI
+//! answers, then healthy, busy, then draining after shutdown while the job
+//! in flight still finishes; every refusal the host acts on says `retry`
+//! in its body.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -278,9 +280,58 @@ async fn a_comfyui_restart_under_the_run_is_a_502_not_a_failed_job() {
     restart.await.unwrap();
     assert_eq!(response.status().as_u16(), 502);
     let answer: RunResponse = response.json().await.unwrap();
-    assert_eq!(answer.status, "error");
+    assert_eq!(answer.status, "retry", "the signal is in the body too");
     let reason = answer.reason.unwrap_or_default();
     assert!(reason.contains("restarted"), "{reason}");
+}
+
+/// Verda routes only to a replica whose health check answers 200: the
+/// worker says 503 until its ComfyUI answers, and a draining worker puts
+/// `retry` in the body of its refusal (Verda's `/result` is documented to
+/// carry the body only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_waits_for_comfyui_and_a_draining_refusal_says_retry_in_its_body() {
+    comfyume::tls::install_provider();
+    let http = reqwest::Client::new();
+    // A ComfyUI that is not up yet.
+    let closed = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let nowhere = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let starting = Worker::new(WorkerConfig {
+        comfyui_url: nowhere,
+        ..WorkerConfig::default()
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let served = starting.clone();
+    tokio::spawn(async move {
+        let _ = served.serve(listener, std::future::pending()).await;
+    });
+    let (code, body) = health(&http, &url).await;
+    assert_eq!(
+        (code, body["status"].clone()),
+        (503, "starting".into()),
+        "{body}"
+    );
+
+    let (_comfy, worker, url, _stop, _task) = start(RehearsalConfig::default()).await;
+    assert_eq!(health(&http, &url).await.0, 200);
+    worker.drain();
+    let response = http
+        .post(format!("{url}/run"))
+        .json(&request("image_flux2_klein_text_to_image.api.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    let answer: RunResponse = response.json().await.unwrap();
+    assert_eq!(answer.status, "retry");
+    assert_eq!(answer.reason.as_deref(), Some("this replica is draining"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

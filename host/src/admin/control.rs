@@ -41,6 +41,10 @@ pub struct Settings {
     /// Pre-warmed Verda pools and the minimum replicas to restore at close.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub prewarmed: std::collections::BTreeMap<String, u32>,
+    /// The maximum replicas to restore with the minimum (a pre-warm above
+    /// the maximum raised it too).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub prewarmed_max: std::collections::BTreeMap<String, u32>,
 }
 
 /// The live settings and where they are kept.

@@ -4,9 +4,10 @@
 //! Policy: pre-warming a `verda` pool raises its deployment's minimum
 //! replicas (to the body's `replicas`, else the pool's `prewarm_replicas`)
 //! through Verda's management API ([`crate::dispatch::verda_scaling`]) and
-//! records the minimum it had, in `<data>/admin_settings.json`, so a
-//! restart still knows what to restore. Releasing (or closing the session)
-//! puts that minimum back. Without `verda.client_id`/`client_secret` the
+//! records the minimum and maximum it had (a minimum above the maximum
+//! raises the maximum too), in `<data>/admin_settings.json`, so a restart
+//! still knows what to restore. Releasing (or closing the session) puts
+//! both back. Without `verda.client_id`/`client_secret` the
 //! operator gets a 409 saying what to configure; a refusal by Verda is a
 //! 502 naming the step.
 //!
@@ -33,13 +34,8 @@ use crate::front::ApiError;
 
 /// The management client, if the configuration has credentials.
 pub(super) fn client(config: &crate::config::Config) -> Option<Arc<VerdaScaling>> {
-    let verda = &config.verda;
-    let (Some(id), Some(secret)) = (&verda.client_id, &verda.client_secret) else {
-        return None;
-    };
-    let timeout = std::time::Duration::from_secs(config.timeouts.poll_secs.max(1));
-    match VerdaScaling::new(&verda.management_url, id, secret.clone(), timeout) {
-        Ok(client) => Some(Arc::new(client)),
+    match VerdaScaling::from_config(config) {
+        Ok(client) => client.map(Arc::new),
         Err(error) => {
             tracing::warn!(%error, "Verda management client not available: no pre-warm");
             None
@@ -196,12 +192,19 @@ pub(super) async fn prewarm(
         ));
     }
     let previous = client
-        .set_min_replicas(&deployment, replicas)
+        .set_replicas(&deployment, replicas, None)
         .await
         .map_err(|e| ApiError::Upstream(format!("pre-warming {pool}: {e}")))?;
     let mut settings = admin.settings.get();
-    // Pre-warming twice keeps the minimum from before the first time.
-    let restore = *settings.prewarmed.entry(pool.clone()).or_insert(previous);
+    // Pre-warming twice keeps the bounds from before the first time.
+    let restore = *settings
+        .prewarmed
+        .entry(pool.clone())
+        .or_insert(previous.min);
+    settings
+        .prewarmed_max
+        .entry(pool.clone())
+        .or_insert(previous.max);
     admin
         .settings
         .save(settings)
@@ -220,13 +223,15 @@ async fn release_one(admin: &Admin, pool: &str) -> Result<Option<u32>, ApiError>
     let Some(restore) = admin.settings.get().prewarmed.get(pool).copied() else {
         return Ok(None);
     };
+    let restore_max = admin.settings.get().prewarmed_max.get(pool).copied();
     let (deployment, _, client) = target(admin, pool)?;
     client
-        .set_min_replicas(&deployment, restore)
+        .set_replicas(&deployment, restore, restore_max)
         .await
         .map_err(|e| ApiError::Upstream(format!("releasing {pool}: {e}")))?;
     let mut settings = admin.settings.get();
     settings.prewarmed.remove(pool);
+    settings.prewarmed_max.remove(pool);
     admin
         .settings
         .save(settings)

@@ -88,6 +88,10 @@ pub struct WorkerArgs {
     /// The ComfyUI models folder --models-manifest is checked in.
     #[arg(long, env = "COMFYUME_MODELS_DIR", requires = "models_manifest")]
     pub models_dir: Option<PathBuf>,
+    /// Largest request (prompt and inputs in base64), in MiB; the host's
+    /// `verda.worker_max_request_mib` must not be larger.
+    #[arg(long, default_value_t = 64, env = "COMFYUME_WORKER_MAX_REQUEST_MIB")]
+    pub max_request_mib: usize,
 }
 
 /// `comfyume serve`.
@@ -154,11 +158,11 @@ fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         comfyui_url: args.comfyui,
         comfyui_input_dir: args.comfyui_input_dir,
         job_wait: std::time::Duration::from_secs(args.job_wait_secs),
+        max_request_bytes: args.max_request_mib << 20,
         client: ClientLimits {
             max_output_bytes: args.max_output_mib << 20,
             ..ClientLimits::default()
         },
-        ..crate::worker::WorkerConfig::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -50,6 +50,19 @@ impl ConfigError {
     }
 }
 
+/// Verda's rule for a deployment name (its CLI's `validateDeploymentName`,
+/// "enforced by the API"): an RFC-1123 label, `[a-z0-9]([-a-z0-9]*[a-z0-9])?`,
+/// at most 63 characters. It is part of the inference URL.
+pub fn is_deployment_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let edge = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.first().is_some_and(edge)
+        && bytes.last().is_some_and(edge)
+        && bytes.iter().all(|b| edge(b) || *b == b'-')
+}
+
 /// The default config file, used when it exists and `--config` is not given.
 pub const DEFAULT_FILE: &str = "config/comfyume.toml";
 
@@ -268,6 +281,14 @@ impl Config {
                 "must be at least one poll interval (verda.poll_interval_ms)",
             ));
         }
+        if self.verda.request_ttl_secs == 0 || self.verda.worker_max_request_mib == 0 {
+            let key = if self.verda.request_ttl_secs == 0 {
+                "verda.request_ttl_secs"
+            } else {
+                "verda.worker_max_request_mib"
+            };
+            return Err(ConfigError::new(key, "must be at least 1"));
+        }
         if let Some(url) = &self.dispatch.callback_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -325,15 +346,12 @@ impl Config {
                     ));
                 }
                 PoolKind::Verda => {
-                    let plain = |d: &str| {
-                        !d.is_empty()
-                            && d.chars()
-                                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
-                    };
-                    if !pool.deployment.as_deref().is_some_and(plain) {
+                    if !pool.deployment.as_deref().is_some_and(is_deployment_name) {
                         return Err(ConfigError::new(
                             &key("deployment"),
-                            "a verda pool needs its deployment's name (letters, digits, - and _)",
+                            "a verda pool needs its deployment's name as Verda allows it: \
+                             lowercase letters, digits and '-', starting and ending with a \
+                             letter or digit, at most 63 characters",
                         ));
                     }
                     if pool.api_key.is_none() && self.verda.api_key.is_none() {

@@ -377,9 +377,18 @@ pub struct VerdaConfig {
     pub poll_interval_ms: u64,
     /// Largest stored result (outputs inline, base64), in MiB.
     pub max_result_mib: usize,
-    /// How long a job may wait in Verda's own queue and for a cold start,
-    /// on top of `timeouts.job_wait_secs`, in seconds.
+    /// The cold-start allowance: how long a job may wait in Verda's own
+    /// queue (a cold start included) before it runs, in seconds. Each
+    /// deployment's request TTL must cover it plus `timeouts.job_wait_secs`.
     pub queue_grace_secs: u64,
+    /// The deployments' request TTL (`queue_message_ttl_seconds`) assumed
+    /// when it cannot be read (no management credentials), in seconds; the
+    /// default is Verda CLI's. With credentials each deployment's own is
+    /// read at start.
+    pub request_ttl_secs: u64,
+    /// The worker's largest request body (its `--max-request-mib`), in MiB:
+    /// a job whose prompt and inputs (base64) exceed it fails at once.
+    pub worker_max_request_mib: usize,
     /// How long the gateway may fail to answer polls of a submitted job
     /// before the job is sent elsewhere, in seconds. Its run may still be
     /// on a GPU meanwhile: a shorter patience pays twice for more jobs.
@@ -404,6 +413,8 @@ impl Default for VerdaConfig {
             poll_interval_ms: 2000,
             max_result_mib: 1024,
             queue_grace_secs: 120,
+            request_ttl_secs: 300,
+            worker_max_request_mib: 64,
             outage_patience_secs: 120,
             management_url: "https://api.verda.com/v1".into(),
             client_id: None,

@@ -31,3 +31,4 @@ pub mod verda;
 pub mod verda_apply;
 pub mod verda_deploy;
 pub mod verda_scaling;
+mod verda_watch;

@@ -13,6 +13,7 @@ use super::comfyui_backend::ComfyBackend;
 use super::pool::Pool;
 use super::rehearsal::{Rehearsal, RehearsalConfig};
 use super::verda::{VerdaBackend, VerdaSettings};
+use super::verda_scaling::VerdaScaling;
 use crate::config::{Config, PoolConfig, PoolKind};
 use crate::queue::{BackendProbe, BackendRef};
 
@@ -27,6 +28,14 @@ pub async fn build(config: &Config) -> anyhow::Result<Vec<Arc<Pool>>> {
         ..ClientLimits::default()
     };
     let mut pools = Vec::new();
+    let scaling = match config
+        .effective_pools()
+        .values()
+        .any(|p| p.kind == PoolKind::Verda)
+    {
+        true => VerdaScaling::from_config(config).context("verda.management_url")?,
+        false => None,
+    };
     for (name, pool) in config.effective_pools() {
         let url = match pool.kind {
             PoolKind::Comfyui => pool.url.clone().unwrap_or_default(),
@@ -46,7 +55,10 @@ pub async fn build(config: &Config) -> anyhow::Result<Vec<Arc<Pool>>> {
                 format!("http://{addr}")
             }
             PoolKind::Verda => {
-                pools.push(Pool::new(Arc::new(verda_backend(config, &name, &pool)?)));
+                let ttl = request_ttl(config, scaling.as_ref(), &name, &pool).await?;
+                pools.push(Pool::new(Arc::new(verda_backend(
+                    config, &name, &pool, ttl,
+                )?)));
                 continue;
             }
         };
@@ -57,7 +69,53 @@ pub async fn build(config: &Config) -> anyhow::Result<Vec<Arc<Pool>>> {
     Ok(pools)
 }
 
-fn verda_backend(config: &Config, name: &str, pool: &PoolConfig) -> anyhow::Result<VerdaBackend> {
+/// The request TTL of the pool's deployment, checked to cover a job: the
+/// job's wait once it runs plus the cold-start allowance (`queue_grace`)
+/// before, so Verda never drops a job the host still waits for. Read
+/// through the management API when credentials are set (a TTL too short
+/// refuses the start); otherwise `verda.request_ttl_secs` is assumed, and
+/// a warning says what the deployments need.
+async fn request_ttl(
+    config: &Config,
+    scaling: Option<&VerdaScaling>,
+    name: &str,
+    pool: &PoolConfig,
+) -> anyhow::Result<Duration> {
+    let deployment = pool.deployment.as_deref().unwrap_or_default();
+    let needed = config.timeouts.job_wait_secs + config.verda.queue_grace_secs;
+    let assumed = Duration::from_secs(config.verda.request_ttl_secs);
+    let Some(scaling) = scaling else {
+        if assumed.as_secs() >= needed {
+            return Ok(assumed);
+        }
+        tracing::warn!(pool = %name, %deployment, needed_secs = needed, assumed_secs = assumed.as_secs(),
+            "cannot read the deployment's request TTL (no verda.client_id/client_secret): \
+             make sure its queue_message_ttl_seconds is at least timeouts.job_wait_secs + \
+             verda.queue_grace_secs, or Verda drops jobs the host still waits for");
+        return Ok(assumed);
+    };
+    match scaling.request_ttl(deployment).await {
+        Ok(ttl) if ttl.as_secs() < needed => anyhow::bail!(
+            "pools.{name}: deployment {deployment}'s request TTL (queue_message_ttl_seconds) is \
+             {} s, shorter than timeouts.job_wait_secs + verda.queue_grace_secs = {needed} s: \
+             Verda would drop jobs the host still waits for; raise the TTL (or shorten the waits)",
+            ttl.as_secs()
+        ),
+        Ok(ttl) => Ok(ttl),
+        Err(error) => {
+            tracing::warn!(pool = %name, %deployment, %error, assumed_secs = assumed.as_secs(),
+                "cannot read the deployment's request TTL; assuming verda.request_ttl_secs");
+            Ok(assumed)
+        }
+    }
+}
+
+fn verda_backend(
+    config: &Config,
+    name: &str,
+    pool: &PoolConfig,
+    request_ttl: Duration,
+) -> anyhow::Result<VerdaBackend> {
     let settings = VerdaSettings {
         base_url: config.verda.base_url.clone(),
         deployment: pool.deployment.clone().unwrap_or_default(),
@@ -71,7 +129,8 @@ fn verda_backend(config: &Config, name: &str, pool: &PoolConfig) -> anyhow::Resu
         download: Duration::from_secs(config.timeouts.download_secs),
         poll_interval: Duration::from_millis(config.verda.poll_interval_ms),
         max_result_bytes: config.verda.max_result_mib << 20,
-        queue_grace: Duration::from_secs(config.verda.queue_grace_secs),
+        request_ttl,
+        max_request_bytes: config.verda.worker_max_request_mib << 20,
         outage_patience: Duration::from_secs(config.verda.outage_patience_secs),
     };
     if config.dispatch.callback_url.is_none() {

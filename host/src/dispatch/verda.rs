@@ -13,25 +13,41 @@
 //! worker answers **one** request (`POST /run`) with the outputs inline,
 //! which Verda stores as the result.
 //!
-//! Policy:
+//! Policy (what Verda documents, and what the host assumes where it does
+//! not: the table in `docs/worker.md`):
 //! - The inference id is Verda's choice, so it is recorded right after the
 //!   submit (see [`super::running`]); recovery asks `status` whether Verda
 //!   still knows it and re-attaches.
+//! - Statuses are Verda's SDK's: `Initialized` and `Queue` (waiting for a
+//!   replica, a cold start included), `Inference` (on a GPU), `Completed`.
+//!   A job's wait starts when Verda says `Inference`: the worker is told
+//!   the job's wait, so its answer comes by then (plus one poll). Before,
+//!   the job is waiting, bounded by the deployment's request TTL
+//!   (`request_ttl`), after which Verda drops it: a job still queued past it
+//!   never ran and goes back to our queue. An unknown status is waiting.
+//! - A 404 before Verda ever answered for the id is a status that lags the
+//!   submit: nothing is known yet, tolerated like a failed poll. Once the
+//!   id was known, a 404 means Verda dropped it (its TTL, a lost replica):
+//!   the job is requeued.
 //! - Polls every `poll_interval`, each bounded by `request`. A poll the
 //!   gateway does not answer properly (unreachable, a 5xx of its own, a
 //!   result it cannot hand over yet) says nothing about the run, which may
 //!   still be on its GPU: sending the job elsewhere would pay for it twice.
 //!   So failed polls are tolerated for `outage_patience` (and never past
-//!   the job's deadline); only then is the pool taken as unavailable and
-//!   the job requeued.
-//! - The host waits the job's wait plus `queue_grace` (time in Verda's
-//!   queue and the cold start), while the worker is told the job's wait
-//!   itself: the worker's clear "no result after" reason arrives first.
-//! - A status of failed, or a result that is not the worker's answer, means
-//!   the replica was lost (a spot reclaim): the job is requeued. A status
-//!   of done whose result is not there yet (202, 404: status and result are
-//!   separate endpoints) is polled again like a failed poll: running the
-//!   job again would pay for a run that has already happened.
+//!   the job's deadline); only then is the job requeued. A 429 backs off
+//!   for its `Retry-After` (else doubling from the poll interval), and is
+//!   not an outage.
+//! - Everything the worker signals is read from its answer's body, which
+//!   is all `/result` is documented to return: `retry` (a draining replica,
+//!   a ComfyUI that restarted or cannot be reached) requeues the job;
+//!   `refused` and `error` fail it. A result that is not the worker's
+//!   answer (the gateway's own error) means the replica was lost: the job
+//!   is requeued. A result not there yet after `Completed` (202, 404) is
+//!   polled again like a failed poll: running the job again would pay for
+//!   a run that has already happened.
+//! - The request (inputs inline, base64) must fit the worker's body limit
+//!   (`max_request_bytes`): a job over it fails at once with the reason,
+//!   instead of a 413 from the replica and paid reruns.
 //! - Outputs arrive inline; they are held in memory from the result to the
 //!   dispatcher's download, then forgotten. The result body is capped.
 //! - Cancel: Verda cannot address the replica, so the worker learns of a
@@ -50,6 +66,7 @@ use serde::Deserialize;
 
 use super::backend::{Backend, BackendError, PoolInfo, Submission};
 use super::comfyui::protocol::{FileRef, NodeOutput, Outcome};
+use super::verda_watch::{Flow, Watch};
 use crate::worker::{RunCallback, RunInput, RunRequest, RunResponse};
 
 /// A replica that finished a job this recently is taken as warm (Verda
@@ -75,9 +92,12 @@ pub struct VerdaSettings {
     pub poll_interval: Duration,
     /// Largest result body (outputs inline, base64).
     pub max_result_bytes: usize,
-    /// Added to the job's wait for Verda's queue and a cold start
-    /// (`verda.queue_grace_secs`).
-    pub queue_grace: Duration,
+    /// The deployment's request TTL (`queue_message_ttl_seconds`, read
+    /// through the management API, else `verda.request_ttl_secs`): how long
+    /// a job may wait in Verda's queue before Verda drops it.
+    pub request_ttl: Duration,
+    /// The worker's largest request body (`verda.worker_max_request_mib`).
+    pub max_request_bytes: usize,
     /// How long polls of a submitted job may fail in a row before the job
     /// is requeued elsewhere (`verda.outage_patience_secs`).
     pub outage_patience: Duration,
@@ -108,18 +128,37 @@ struct StatusBody {
     status: Option<String>,
 }
 
-enum Progress {
-    Pending,
+/// Where a request is, by Verda's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Progress {
+    /// `Initialized`, `Queue`, or a status Verda does not document.
+    Waiting,
+    /// `Inference`: on a replica.
+    Running,
+    /// `Completed`: the container answered.
     Done,
-    Failed(String),
+}
+
+/// One answer of the gateway about a request.
+enum Answer<T> {
+    /// What was asked.
+    Known(T),
+    /// 404: Verda does not know the id (not yet, or no longer).
+    NotKnown,
+    /// 429: asked to wait this long (`Retry-After`), if it said.
+    Throttled(Option<Duration>),
 }
 
 /// What one look at a submitted inference found.
-enum Look {
-    /// Still queued or running.
-    Pending,
+pub(super) enum Look {
+    /// Queued or running.
+    Pending(Progress),
     /// Over: the job's outcome, or why its run was lost.
     Over(Result<Outcome, BackendError>),
+    /// Verda does not know the id.
+    NotKnown,
+    /// Asked to slow down.
+    Throttled(Option<Duration>),
     /// The gateway did not answer properly: nothing is known of the run.
     Unknown(BackendError),
 }
@@ -137,12 +176,26 @@ enum Fetched {
 
 fn classify_status(status: &str) -> Progress {
     match status.to_ascii_lowercase().as_str() {
-        "completed" | "complete" | "succeeded" | "success" | "done" | "finished" => Progress::Done,
-        s @ ("failed" | "error" | "cancelled" | "canceled" | "expired" | "timeout" | "lost") => {
-            Progress::Failed(s.to_string())
-        }
-        _ => Progress::Pending,
+        "completed" => Progress::Done,
+        "inference" => Progress::Running,
+        // `Initialized`, `Queue`: and an undocumented status says nothing
+        // of a run, so the job waits (bounded by the request TTL).
+        _ => Progress::Waiting,
     }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by gateways
+/// we know of, and reads as absent).
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let value = response.headers().get("retry-after")?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// How long to wait after the `streak`-th 429 in a row: what the gateway
+/// asked, else doubling from the poll interval; at most a minute.
+pub(super) fn back_off(asked: Option<Duration>, streak: u32, poll: Duration) -> Duration {
+    let own = poll.saturating_mul(2u32.saturating_pow(streak.min(16)));
+    asked.unwrap_or(own).clamp(poll, Duration::from_secs(60))
 }
 
 impl VerdaBackend {
@@ -199,8 +252,8 @@ impl VerdaBackend {
         }
     }
 
-    /// One status poll: `Ok(None)` when Verda does not know the id.
-    async fn status(&self, id: &str) -> Result<Option<Progress>, BackendError> {
+    /// One status poll.
+    async fn status(&self, id: &str) -> Result<Answer<Progress>, BackendError> {
         let what = "status";
         let response = self
             .authed(
@@ -212,24 +265,31 @@ impl VerdaBackend {
             .send()
             .await
             .map_err(|e| self.unavailable(what, e))?;
-        if response.status() == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if !response.status().is_success() {
-            return Err(self.http_error(what, response.status()));
+        match response.status() {
+            StatusCode::NOT_FOUND => return Ok(Answer::NotKnown),
+            StatusCode::TOO_MANY_REQUESTS => {
+                return Ok(Answer::Throttled(retry_after(&response)));
+            }
+            code if !code.is_success() => return Err(self.http_error(what, code)),
+            _ => {}
         }
         let body: StatusBody = response
             .json()
             .await
             .map_err(|e| self.unavailable(what, format!("unreadable answer: {e}")))?;
-        Ok(Some(classify_status(body.status.as_deref().unwrap_or(""))))
+        Ok(Answer::Known(classify_status(
+            body.status.as_deref().unwrap_or(""),
+        )))
     }
 
-    /// The stored result. A worker that answered 502/503 could not run the
-    /// job on its replica (ComfyUI down, draining): that is a lost replica,
-    /// not a failed job. An error status with no worker's answer in it is
-    /// the gateway's own failure: an error, as for an unreachable gateway.
-    async fn result(&self, id: &str) -> Result<Fetched, BackendError> {
+    /// The stored result: the container's body, and its status code when
+    /// Verda passes it on (undocumented). A worker's answer is read from
+    /// its body (`retry` is a lost replica, see [`Self::settle`]); a 502/503
+    /// with the worker's answer is one too, from a worker that put its
+    /// signal in the code only. An error status with no worker's answer in
+    /// it is the gateway's own failure: an error, as for an unreachable
+    /// gateway.
+    async fn result(&self, id: &str) -> Result<Answer<Fetched>, BackendError> {
         let what = "result";
         let response = self
             .authed(
@@ -242,6 +302,9 @@ impl VerdaBackend {
             .await
             .map_err(|e| self.unavailable(what, e))?;
         let code = response.status();
+        if code == StatusCode::TOO_MANY_REQUESTS {
+            return Ok(Answer::Throttled(retry_after(&response)));
+        }
         let max = self.settings.max_result_bytes;
         if response.content_length().is_some_and(|n| n as usize > max) {
             return Err(BackendError::Refused(format!(
@@ -260,50 +323,50 @@ impl VerdaBackend {
             body.extend_from_slice(&chunk);
         }
         let answer = serde_json::from_slice::<RunResponse>(&body).ok();
-        Ok(match answer {
-            Some(answer) if matches!(code.as_u16(), 502 | 503) => Fetched::Lost(format!(
-                "the replica could not run the job: {}",
-                answer.reason.unwrap_or_else(|| format!("HTTP {code}"))
-            )),
+        Ok(Answer::Known(match answer {
+            Some(answer) if matches!(code.as_u16(), 502 | 503) && answer.status != "retry" => {
+                Fetched::Lost(format!(
+                    "the replica could not run the job: {}",
+                    answer.reason.unwrap_or_else(|| format!("HTTP {code}"))
+                ))
+            }
             Some(answer) => Fetched::Answer(answer),
-            None if code.is_server_error() || code == StatusCode::TOO_MANY_REQUESTS => {
+            // The replica's own limit refused the request: running it again
+            // would be refused again.
+            None if code == StatusCode::PAYLOAD_TOO_LARGE => {
                 return Err(self.http_error(what, code));
             }
+            // Verda's own error stored as the result (its replica was lost
+            // under the run) or a failing result endpoint: the same answer
+            // either way, so it is tolerated like a failed poll, and the
+            // job requeued only after `outage_patience`.
+            None if code.is_server_error() => return Err(self.http_error(what, code)),
             None if matches!(code.as_u16(), 202 | 404) => Fetched::NotYet(code),
             None => Fetched::Lost(format!(
                 "the stored result is not the worker's answer (HTTP {code}; replica lost?)"
             )),
-        })
+        }))
     }
 
     /// One look at inference `id`: its status, and its result once over.
     async fn look(&self, id: &str) -> Look {
-        let lost = |detail: String| Look::Over(Err(self.unavailable("status", detail)));
+        let lost = |detail: String| Look::Over(Err(self.unavailable("result", detail)));
         match self.status(id).await {
-            Ok(Some(Progress::Pending)) => Look::Pending,
-            Ok(Some(Progress::Done)) => match self.result(id).await {
-                Ok(Fetched::Answer(answer)) => Look::Over(self.settle(id, answer)),
-                Ok(Fetched::NotYet(code)) => Look::Unknown(self.unavailable(
+            Ok(Answer::Known(Progress::Done)) => match self.result(id).await {
+                Ok(Answer::Known(Fetched::Answer(answer))) => Look::Over(self.settle(id, answer)),
+                Ok(Answer::Known(Fetched::NotYet(code))) => Look::Unknown(self.unavailable(
                     "result",
                     format!("the inference is done but its result is not there yet (HTTP {code})"),
                 )),
-                Ok(Fetched::Lost(detail)) => lost(detail),
+                Ok(Answer::Known(Fetched::Lost(detail))) => lost(detail),
+                Ok(Answer::NotKnown) => Look::NotKnown,
+                Ok(Answer::Throttled(after)) => Look::Throttled(after),
                 Err(e @ BackendError::Unavailable(_)) => Look::Unknown(e),
                 Err(e) => Look::Over(Err(e)),
             },
-            // A worker that answered (even an error) is a real outcome;
-            // anything else is a lost replica. The run is over either way,
-            // so a result that cannot be fetched is not worth waiting for.
-            // One too large to fetch is the job's own failure, as it is
-            // after a status of done.
-            Ok(Some(Progress::Failed(status))) => match self.result(id).await {
-                Ok(Fetched::Answer(answer)) => Look::Over(self.settle(id, answer)),
-                Err(e @ BackendError::Refused(_)) => Look::Over(Err(e)),
-                _ => lost(format!(
-                    "the inference ended {status} without an answer: replica lost"
-                )),
-            },
-            Ok(None) => lost(format!("Verda no longer knows inference {id}")),
+            Ok(Answer::Known(progress)) => Look::Pending(progress),
+            Ok(Answer::NotKnown) => Look::NotKnown,
+            Ok(Answer::Throttled(after)) => Look::Throttled(after),
             Err(e @ BackendError::Unavailable(_)) => Look::Unknown(e),
             Err(e) => Look::Over(Err(e)),
         }
@@ -313,6 +376,15 @@ impl VerdaBackend {
     fn settle(&self, id: &str, answer: RunResponse) -> Result<Outcome, BackendError> {
         match answer.status.as_str() {
             "success" => {}
+            // The replica could not run it (draining, its ComfyUI restarted
+            // or unreachable): as a lost replica, the job runs again.
+            "retry" => {
+                return Err(BackendError::Unavailable(format!(
+                    "verda {}: the replica could not run the job: {}",
+                    self.settings.deployment,
+                    answer.reason.unwrap_or_else(|| "no reason given".into())
+                )));
+            }
             "refused" => {
                 return Err(BackendError::Refused(
                     answer
@@ -397,17 +469,46 @@ impl Backend for VerdaBackend {
                 token: c.token.clone(),
             }),
         };
-        let response = self
-            .authed(
-                self.http
-                    .post(self.url(&format!("{}/run", self.settings.deployment))),
-            )
-            .header("Prefer", "respond-async")
-            .timeout(self.settings.submit)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| self.unavailable(what, e))?;
+        let body = serde_json::to_vec(&body)
+            .map_err(|e| BackendError::Refused(format!("the job cannot be encoded: {e}")))?;
+        let limit = self.settings.max_request_bytes;
+        if body.len() > limit {
+            let raw: usize = job.inputs.iter().map(|i| i.bytes.len()).sum();
+            return Err(BackendError::Refused(format!(
+                "the job's request is {} MiB with its inputs in base64 ({} MiB of input files), \
+                 over the GPU worker's limit of {} MiB: use smaller input files",
+                body.len() >> 20,
+                raw >> 20,
+                limit >> 20
+            )));
+        }
+        // Verda takes nothing on a 429: sending again is safe, after the
+        // wait it asks for, within the submit timeout.
+        let give_up = Instant::now() + self.settings.submit;
+        let mut streak = 0;
+        let response = loop {
+            let response = self
+                .authed(
+                    self.http
+                        .post(self.url(&format!("{}/run", self.settings.deployment))),
+                )
+                .header("Prefer", "respond-async")
+                .header("content-type", "application/json")
+                .timeout(self.settings.submit)
+                .body(body.clone())
+                .send()
+                .await
+                .map_err(|e| self.unavailable(what, e))?;
+            if response.status() != StatusCode::TOO_MANY_REQUESTS {
+                break response;
+            }
+            let pause = back_off(retry_after(&response), streak, self.settings.poll_interval);
+            if Instant::now() + pause > give_up {
+                return Err(self.http_error(what, response.status()));
+            }
+            streak += 1;
+            tokio::time::sleep(pause).await;
+        };
         if !response.status().is_success() {
             return Err(self.http_error(what, response.status()));
         }
@@ -431,36 +532,12 @@ impl Backend for VerdaBackend {
         job_wait: Duration,
         _progress: &mut (dyn FnMut(u32, u32) + Send),
     ) -> Result<Outcome, BackendError> {
-        let deadline = Instant::now() + job_wait + self.settings.queue_grace;
-        // Since when the gateway has not answered properly, and how.
-        let mut unknown: Option<(Instant, BackendError)> = None;
+        let mut watch = Watch::new(&self.settings, job_wait);
         loop {
-            match self.look(backend_id).await {
-                Look::Over(outcome) => return outcome,
-                Look::Pending => unknown = None,
-                Look::Unknown(e) => {
-                    let since = unknown.as_ref().map_or_else(Instant::now, |(t, _)| *t);
-                    if since.elapsed() >= self.settings.outage_patience {
-                        return Err(e);
-                    }
-                    tracing::debug!(error = %e, "status poll failed; the run may go on, polling again");
-                    unknown = Some((since, e));
-                }
+            match watch.step(self.look(backend_id).await, backend_id) {
+                Flow::Again(pause) => tokio::time::sleep(pause).await,
+                Flow::End(outcome) => return outcome,
             }
-            if Instant::now() + self.settings.poll_interval > deadline {
-                // Not known to have failed: by now its worker has given up
-                // (it was told the job's wait), so running it again
-                // elsewhere is safe.
-                if let Some((_, e)) = unknown {
-                    return Err(e);
-                }
-                return Err(BackendError::TimedOut(format!(
-                    "no result from verda {} within {} s",
-                    self.settings.deployment,
-                    (job_wait + self.settings.queue_grace).as_secs()
-                )));
-            }
-            tokio::time::sleep(self.settings.poll_interval).await;
         }
     }
 
@@ -495,7 +572,11 @@ impl Backend for VerdaBackend {
     }
 
     async fn knows(&self, backend_id: &str) -> Result<bool, BackendError> {
-        Ok(self.status(backend_id).await?.is_some())
+        match self.status(backend_id).await? {
+            Answer::Known(_) => Ok(true),
+            Answer::NotKnown => Ok(false),
+            Answer::Throttled(_) => Err(self.unavailable("status", "HTTP 429")),
+        }
     }
 }
 
@@ -505,10 +586,23 @@ mod tests {
 
     #[test]
     fn statuses_are_read_whatever_their_case() {
-        assert!(matches!(classify_status("Completed"), Progress::Done));
-        assert!(matches!(classify_status("SUCCEEDED"), Progress::Done));
-        assert!(matches!(classify_status("failed"), Progress::Failed(_)));
-        assert!(matches!(classify_status("Running"), Progress::Pending));
-        assert!(matches!(classify_status(""), Progress::Pending));
+        assert_eq!(classify_status("Completed"), Progress::Done);
+        assert_eq!(classify_status("INFERENCE"), Progress::Running);
+        assert_eq!(classify_status("Queue"), Progress::Waiting);
+        assert_eq!(classify_status("Initialized"), Progress::Waiting);
+        // Undocumented: says nothing of a run.
+        assert_eq!(classify_status("Failed"), Progress::Waiting);
+        assert_eq!(classify_status(""), Progress::Waiting);
+    }
+
+    #[test]
+    fn a_429_backs_off_as_asked_else_doubling_and_at_most_a_minute() {
+        let poll = Duration::from_millis(100);
+        let asked = Some(Duration::from_secs(7));
+        assert_eq!(back_off(asked, 0, poll), Duration::from_secs(7));
+        assert_eq!(back_off(None, 0, poll), poll);
+        assert_eq!(back_off(None, 3, poll), Duration::from_millis(800));
+        assert_eq!(back_off(None, 30, poll), Duration::from_secs(60));
+        assert_eq!(back_off(Some(Duration::ZERO), 0, poll), poll);
     }
 }

@@ -1,11 +1,13 @@
-//! Verda's management API, for pre-warming: the minimum replica count of a
-//! container deployment.
+//! Verda's management API: a container deployment's replica counts (for
+//! pre-warming) and its request TTL.
 //!
 //! Policy: OAuth 2.0 client credentials (`POST {base}/oauth2/token`), the
 //! token reused until a minute before it expires and fetched again once on
 //! a 401. Scaling is read (`GET /container-deployments/{name}/scaling`),
-//! changed in `min_replica_count` only, and written back whole (`PATCH`),
-//! so the deployment's other scaling settings stay what its owner set.
+//! changed in `min_replica_count` and `max_replica_count` only, and written
+//! back whole (`PATCH`), so the deployment's other scaling settings stay
+//! what its owner set. The request TTL (`queue_message_ttl_seconds`) is
+//! read at start, to check it covers a job.
 //! Every call has the `timeouts.poll_secs` limit; an error names the step
 //! and Verda's status, never the secret.
 
@@ -49,6 +51,17 @@ pub struct VerdaScaling {
 }
 
 impl VerdaScaling {
+    /// The client for the configured account, if `verda.client_id` and
+    /// `verda.client_secret` are set.
+    pub fn from_config(config: &crate::config::Config) -> anyhow::Result<Option<VerdaScaling>> {
+        let verda = &config.verda;
+        let (Some(id), Some(secret)) = (&verda.client_id, &verda.client_secret) else {
+            return Ok(None);
+        };
+        let timeout = Duration::from_secs(config.timeouts.poll_secs.max(1));
+        VerdaScaling::new(&verda.management_url, id, secret.clone(), timeout).map(Some)
+    }
+
     /// `base`: `https://api.verda.com/v1` (a fake in tests).
     pub fn new(
         base: &str,
@@ -153,26 +166,50 @@ impl VerdaScaling {
         Err(ScalingError::Auth("a fresh token was refused too".into()))
     }
 
-    /// Sets the deployment's minimum replicas; returns the previous value.
-    pub async fn set_min_replicas(
+    /// The deployment's request TTL (`queue_message_ttl_seconds`).
+    pub async fn request_ttl(&self, deployment: &str) -> Result<Duration, ScalingError> {
+        let path = format!("/container-deployments/{deployment}/scaling");
+        let scaling = self.call(reqwest::Method::GET, &path, None).await?;
+        scaling["queue_message_ttl_seconds"]
+            .as_u64()
+            .map(Duration::from_secs)
+            .ok_or_else(|| ScalingError::Api(format!("{path} has no queue_message_ttl_seconds")))
+    }
+
+    /// Sets the deployment's minimum replicas (and its maximum, to at least
+    /// that, or to `max` when given); returns the previous minimum and
+    /// maximum, so a release can put both back.
+    pub async fn set_replicas(
         &self,
         deployment: &str,
-        replicas: u32,
-    ) -> Result<u32, ScalingError> {
+        min: u32,
+        max: Option<u32>,
+    ) -> Result<Replicas, ScalingError> {
         let path = format!("/container-deployments/{deployment}/scaling");
         let mut scaling = self.call(reqwest::Method::GET, &path, None).await?;
-        let previous = scaling["min_replica_count"]
-            .as_u64()
-            .ok_or_else(|| ScalingError::Api(format!("{path} has no min_replica_count")))?
-            as u32;
-        scaling["min_replica_count"] = json!(replicas);
-        if let Some(max) = scaling["max_replica_count"].as_u64()
-            && max < u64::from(replicas)
-        {
-            scaling["max_replica_count"] = json!(replicas);
-        }
+        let read = |key: &str| {
+            scaling[key]
+                .as_u64()
+                .map(|n| n as u32)
+                .ok_or_else(|| ScalingError::Api(format!("{path} has no {key}")))
+        };
+        let previous = Replicas {
+            min: read("min_replica_count")?,
+            max: read("max_replica_count")?,
+        };
+        scaling["min_replica_count"] = json!(min);
+        scaling["max_replica_count"] = json!(max.unwrap_or(previous.max).max(min));
         self.call(reqwest::Method::PATCH, &path, Some(&scaling))
             .await?;
         Ok(previous)
     }
+}
+
+/// A deployment's replica bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replicas {
+    /// `min_replica_count`.
+    pub min: u32,
+    /// `max_replica_count`.
+    pub max: u32,
 }

@@ -8,10 +8,13 @@
 //! follows it to the end through the same client the host uses, downloads
 //! the outputs and answers with all of them in one response.
 //!
-//! Health (`GET /health`): 503 `starting` while a supervised ComfyUI or
-//! the model files are not ready (see [`supervise`]), 200 `healthy` when
-//! idle, 200 `busy` while a job runs, 503 `draining` after SIGTERM (the container is being stopped: the
-//! load balancer must send no new work; runs in flight finish, then the
+//! Health (`GET /health`): 503 `starting` until the local ComfyUI has
+//! answered once and, when the worker supervises ComfyUI, while it or the
+//! model files are not ready (see [`supervise`]) — Verda routes requests
+//! only to a replica whose health check answers 200, so none reaches a
+//! replica that would fail it; 200 `healthy` when idle, 200 `busy` while a
+//! job runs, 503 `draining` after SIGTERM (the container is being stopped:
+//! the load balancer must send no new work; runs in flight finish, then the
 //! worker exits). `GET /object_info` passes ComfyUI's node catalogue through,
 //! so the host sees the model files really present on the image.
 //! `docs/worker.md` is the contract for whoever builds the GPU image.
@@ -76,6 +79,8 @@ pub struct Worker {
     draining: AtomicBool,
     /// Set when the worker supervises ComfyUI (`supervise`).
     readiness: std::sync::OnceLock<Arc<supervise::Readiness>>,
+    /// The local ComfyUI has answered once.
+    ready: AtomicBool,
 }
 
 impl Worker {
@@ -89,6 +94,7 @@ impl Worker {
             running: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             readiness: std::sync::OnceLock::new(),
+            ready: AtomicBool::new(false),
         }))
     }
 
@@ -148,6 +154,23 @@ async fn health(State(w): State<Arc<Worker>>) -> Response {
             Json(json!({"status": "starting", "reason": reason, "running": w.running()})),
         )
             .into_response();
+    }
+    // Any answer of ComfyUI's queue endpoint will do: it is up and serving.
+    if !w.ready.load(Ordering::SeqCst) {
+        match w
+            .client
+            .in_queue("00000000-0000-0000-0000-000000000000")
+            .await
+        {
+            Ok(_) => w.ready.store(true, Ordering::SeqCst),
+            Err(e) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({"status": "starting", "running": 0, "reason": e.to_string()})),
+                )
+                    .into_response();
+            }
+        }
     }
     let status = if w.running() > 0 { "busy" } else { "healthy" };
     Json(json!({"status": status, "running": w.running()})).into_response()

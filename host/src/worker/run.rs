@@ -82,7 +82,11 @@ pub struct RunOutput {
 pub struct RunResponse {
     /// The prompt id.
     pub prompt_id: String,
-    /// `success`, `error` (the prompt failed) or `refused` (ComfyUI refused it).
+    /// `success`, `error` (the prompt failed), `refused` (ComfyUI refused
+    /// it) or `retry` (this replica could not run it: draining, its ComfyUI
+    /// unreachable or restarted under the job; run it elsewhere). Verda's
+    /// `/result` is documented to return the body only, so every signal
+    /// the host acts on is here, not just in the HTTP status.
     pub status: String,
     /// Why, when not `success`.
     #[serde(default)]
@@ -140,8 +144,9 @@ impl Drop for InFlight {
     }
 }
 
-/// Runs the job; answers 200 with the outcome, 4xx for a bad request, 503
-/// while draining, 502 when the local ComfyUI cannot be reached.
+/// Runs the job; answers 200 with the outcome, 4xx for a bad request, and
+/// `retry` in the body with 503 while draining, 502 when the local ComfyUI
+/// cannot be reached or lost the prompt.
 pub async fn run(
     State(w): State<Arc<Worker>>,
     Json(req): Json<RunRequest>,
@@ -152,7 +157,7 @@ pub async fn run(
         return answer(
             StatusCode::SERVICE_UNAVAILABLE,
             id,
-            "refused",
+            "retry",
             Some("this replica is draining".into()),
             started,
             vec![],
@@ -193,7 +198,7 @@ pub async fn run(
             return answer(
                 StatusCode::BAD_GATEWAY,
                 id,
-                "error",
+                "retry",
                 Some(format!("uploading {}: {e}", input.name)),
                 started,
                 vec![],
@@ -220,8 +225,8 @@ pub async fn run(
             return answer(
                 StatusCode::BAD_GATEWAY,
                 id,
-                "error",
-                Some(e.to_string()),
+                "retry",
+                Some(format!("ComfyUI could not take the prompt: {e}")),
                 started,
                 vec![],
             );
@@ -248,11 +253,11 @@ pub async fn run(
         Err(e) => {
             // A ComfyUI that restarted under the prompt lost the work, as a
             // reclaimed replica does: a 502 has the host run it again.
-            let status = match e {
-                ClientError::Forgotten(_) => StatusCode::BAD_GATEWAY,
-                _ => StatusCode::OK,
+            let (status, kind) = match e {
+                ClientError::Forgotten(_) => (StatusCode::BAD_GATEWAY, "retry"),
+                _ => (StatusCode::OK, "error"),
             };
-            return answer(status, id, "error", Some(e.to_string()), started, vec![]);
+            return answer(status, id, kind, Some(e.to_string()), started, vec![]);
         }
     };
     match outcome {

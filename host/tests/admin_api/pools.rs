@@ -101,24 +101,26 @@ async fn a_verda_pool_is_prewarmed_through_the_management_api_and_released_at_cl
     assert_eq!(fake.min_replicas("comfyume-h200"), Some(2));
     let patch = &fake.patches()[0].1;
     assert_eq!(
-        patch["queue_message_ttl_seconds"], 600,
+        patch["queue_message_ttl_seconds"], 900,
         "the other settings are kept: {patch}"
     );
 
-    // An expired token is fetched again; a second pre-warm keeps what to restore.
+    // An expired token is fetched again; a second pre-warm keeps what to
+    // restore. Above the deployment's maximum (4), it raises that too.
     fake.expire_tokens();
     let (status, body) = send(post(
         "/admin/api/pools/h200/prewarm",
-        Some(json!({"replicas": 3})),
+        Some(json!({"replicas": 6})),
     ))
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         (
             fake.min_replicas("comfyume-h200"),
+            fake.max_replicas("comfyume-h200"),
             body["restore_to"].clone()
         ),
-        (Some(3), json!(0))
+        (Some(6), Some(6), json!(0))
     );
     let saved = std::fs::read_to_string(host.data.join("admin_settings.json")).expect("saved");
     assert!(saved.contains("prewarmed"), "{saved}");
@@ -183,7 +185,14 @@ async fn a_verda_pool_is_prewarmed_through_the_management_api_and_released_at_cl
         body["prewarm_released"].to_string().contains("h200"),
         "{body}"
     );
-    assert_eq!(fake.min_replicas("comfyume-h200"), Some(0));
+    assert_eq!(
+        (
+            fake.min_replicas("comfyume-h200"),
+            fake.max_replicas("comfyume-h200")
+        ),
+        (Some(0), Some(4)),
+        "both bounds are back"
+    );
     let (status, _) = send(
         host.http
             .delete(host.url("/admin/api/pools/h200/prewarm"))

@@ -34,6 +34,7 @@ pub mod run_ledger;
 pub mod verda_deployments;
 pub mod verda_gateway;
 pub mod verda_management;
+pub mod verda_switches;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;

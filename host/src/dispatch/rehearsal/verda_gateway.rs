@@ -2,30 +2,39 @@
 //! inference API in front of several `comfyume worker` replicas, each
 //! beside its own rehearsal ComfyUI.
 //!
-//! It behaves like the documented service where it matters to us:
+//! It speaks what Verda documents (its docs' "Async Inference" page and the
+//! `AsyncStatus` of its Python SDK; sources in `docs/worker.md`):
 //! - `POST /<deployment>/<path>` with `Prefer: respond-async` queues the
 //!   request and answers `{"Id","StatusPath","ResultPath"}` with
 //!   `X-Inference-Id` and `Location`; the request then runs on a **random**
-//!   live replica (the load balancer is not sticky); without the header the
-//!   request is proxied synchronously, again to a random replica.
-//! - `GET /status/<deployment>` and `GET /result/<deployment>` with
-//!   `X-Inference-Id`: the status (`Queued`, `Running`, `Completed`,
-//!   `Failed`), and the replica's stored answer (status code and body).
+//!   routable replica (the load balancer is not sticky); without the header
+//!   the request is proxied synchronously, again to a random replica.
+//! - `GET /status/<deployment>` with `X-Inference-Id`: `{"Id","Status"}`,
+//!   the status one of `Initialized`, `Queue`, `Inference`, `Completed` and
+//!   nothing else. `GET /result/<deployment>`: the container's body once
+//!   `Completed` (202 before).
+//! - A request TTL (`queue_message_ttl_seconds`): past it the request is
+//!   gone, status and result answer 404.
+//! - Cold starts: a cold replica takes a while to come up, and a request is
+//!   routed only to a replica whose `GET /health` answers 200.
 //! - `Authorization: Bearer <key>` on everything, 401 otherwise.
 //!
-//! Faults a test or a rehearsal can switch on: every call answers 500; the
-//! gateway accepts jobs but never runs them (a hang); the replica running a
-//! job is reclaimed after it ran for a while (a spot reclaim: the job ends
-//! `Failed` with no answer, the replica is gone); a result that can be
-//! fetched only a while after the status says `Completed` (the two are
-//! separate endpoints, read from separate stores). Every request it forwards
-//! is counted per prompt id, so a test can prove one GPU run per job.
+//! What Verda leaves open is a switch ([`Switches`]): whether `/result`
+//! carries the container's status code, a status that lags the submit, what
+//! the TTL bounds, what a reclaimed request becomes, `Retry-After` on a 429.
+//!
+//! Faults a test or a rehearsal can switch on: every call answers 500 or
+//! 429; a replica takes a job and never answers (a hang); the replica
+//! running a job is reclaimed after it ran for a while (a spot reclaim); a
+//! result that can be fetched only a while after the status says
+//! `Completed`. Every request it forwards is counted per prompt id, so a
+//! test can prove one GPU run per job.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -36,6 +45,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::run_ledger::{RunLedger, RunOutcome};
+use super::verda_switches::{ReclaimEnd, ResultCode, Switches, TtlScope};
 use super::{Rehearsal, RehearsalConfig};
 use crate::worker::{Worker, WorkerConfig};
 
@@ -46,7 +56,9 @@ pub enum Fault {
     None,
     /// Answer every call with HTTP 500.
     Http500,
-    /// Accept jobs, never run them: the status stays `Queued`.
+    /// Answer every call with HTTP 429 (with `Retry-After` as switched).
+    TooManyRequests,
+    /// A replica takes each job and never answers: `Inference` forever.
     Hang,
     /// Reclaim the replica of every job this long after it started.
     ReclaimAfter(Duration),
@@ -55,24 +67,28 @@ pub enum Fault {
     LateResult(Duration),
 }
 
+/// The statuses of Verda's SDK (`AsyncStatus`), and only those.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
-    Queued,
-    Running,
+    Initialized,
+    Queue,
+    Inference,
     Completed,
-    Failed,
 }
 
 struct Inference {
     status: Status,
     answer: Option<(u16, Bytes)>,
     /// When the answer was stored.
-    answered: Option<std::time::Instant>,
+    answered: Option<Instant>,
+    submitted: Instant,
 }
 
 struct Replica {
     url: String,
     alive: bool,
+    /// When it is (or was) up; `None`: cold, not started.
+    up_at: Option<Instant>,
 }
 
 /// The fake gateway.
@@ -84,7 +100,9 @@ pub struct FakeVerda {
     runs: Mutex<HashMap<String, usize>>,
     ledger: Arc<RunLedger>,
     fault: Mutex<Fault>,
+    switches: Mutex<Switches>,
     reclaims: AtomicUsize,
+    status_calls: AtomicUsize,
     http: reqwest::Client,
     comfys: Mutex<Vec<Arc<Rehearsal>>>,
 }
@@ -113,14 +131,20 @@ impl FakeVerda {
             replicas: Mutex::new(
                 replicas
                     .into_iter()
-                    .map(|url| Replica { url, alive: true })
+                    .map(|url| Replica {
+                        url,
+                        alive: true,
+                        up_at: None,
+                    })
                     .collect(),
             ),
             inferences: Mutex::new(HashMap::new()),
             runs: Mutex::new(HashMap::new()),
             ledger,
             fault: Mutex::new(Fault::None),
+            switches: Mutex::new(Switches::default()),
             reclaims: AtomicUsize::new(0),
+            status_calls: AtomicUsize::new(0),
             http: reqwest::Client::new(),
             comfys: Mutex::new(Vec::new()),
         })
@@ -173,6 +197,21 @@ impl FakeVerda {
         *lock(&self.fault) = fault;
     }
 
+    /// Plays `switches` from now on.
+    pub fn set_switches(&self, switches: Switches) {
+        *lock(&self.switches) = switches;
+    }
+
+    /// The switches in play.
+    pub fn switches(&self) -> Switches {
+        *lock(&self.switches)
+    }
+
+    /// `GET /status` calls so far (answered or refused).
+    pub fn status_calls(&self) -> usize {
+        self.status_calls.load(Ordering::SeqCst)
+    }
+
     /// How many times a request for `prompt_id` reached a replica.
     pub fn runs(&self, prompt_id: &str) -> usize {
         lock(&self.runs).get(prompt_id).copied().unwrap_or(0)
@@ -188,10 +227,13 @@ impl FakeVerda {
         self.reclaims.load(Ordering::SeqCst)
     }
 
-    /// Brings every reclaimed replica back (Verda starting new ones).
+    /// Brings every reclaimed replica back (Verda starting new ones, cold).
     pub fn replace_reclaimed(&self) {
         for replica in lock(&self.replicas).iter_mut() {
-            replica.alive = true;
+            if !replica.alive {
+                replica.alive = true;
+                replica.up_at = None;
+            }
         }
     }
 
@@ -221,7 +263,24 @@ impl FakeVerda {
         super::serve_on_loopback(router).await
     }
 
-    fn check(
+    /// Why the call is refused (a fault, a wrong key or deployment), if it
+    /// is.
+    fn refusal(&self, deployment: &str, headers: &HeaderMap) -> Option<Response> {
+        self.check_plain(deployment, headers)
+            .err()
+            .map(|(code, text)| {
+                let mut response = (code, text).into_response();
+                if code == StatusCode::TOO_MANY_REQUESTS
+                    && let Some(secs) = self.switches().retry_after
+                    && let Ok(value) = secs.to_string().parse()
+                {
+                    response.headers_mut().insert("retry-after", value);
+                }
+                response
+            })
+    }
+
+    fn check_plain(
         &self,
         deployment: &str,
         headers: &HeaderMap,
@@ -236,21 +295,45 @@ impl FakeVerda {
         if deployment != self.deployment {
             return Err((StatusCode::NOT_FOUND, "no such deployment"));
         }
-        if *lock(&self.fault) == Fault::Http500 {
-            return Err((StatusCode::INTERNAL_SERVER_ERROR, "internal error"));
+        match *lock(&self.fault) {
+            Fault::Http500 => Err((StatusCode::INTERNAL_SERVER_ERROR, "internal error")),
+            Fault::TooManyRequests => Err((StatusCode::TOO_MANY_REQUESTS, "too many requests")),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
-    /// A random live replica: `(index, url)`.
+    /// A random live replica that is up: `(index, url)`. With none up,
+    /// the cold ones start (Verda scaling up): they are up `cold_start`
+    /// later.
     fn pick(&self) -> Option<(usize, String)> {
-        let replicas = lock(&self.replicas);
-        let alive: Vec<usize> = (0..replicas.len()).filter(|&i| replicas[i].alive).collect();
-        if alive.is_empty() {
+        let cold_start = self.switches().cold_start;
+        let mut replicas = lock(&self.replicas);
+        let now = Instant::now();
+        let up: Vec<usize> = (0..replicas.len())
+            .filter(|&i| replicas[i].alive && replicas[i].up_at.is_some_and(|t| t <= now))
+            .collect();
+        if up.is_empty() {
+            for replica in replicas.iter_mut().filter(|r| r.alive && r.up_at.is_none()) {
+                replica.up_at = Some(now + cold_start);
+            }
             return None;
         }
-        let i = alive[(uuid::Uuid::new_v4().as_u128() % alive.len() as u128) as usize];
+        let i = up[(uuid::Uuid::new_v4().as_u128() % up.len() as u128) as usize];
         Some((i, replicas[i].url.clone()))
+    }
+
+    /// A replica that is up and whose health check answers 200: Verda
+    /// routes only to healthy replicas.
+    async fn routable(&self) -> Option<(usize, String)> {
+        let (index, url) = self.pick()?;
+        let healthy = self
+            .http
+            .get(format!("{url}/health"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK);
+        healthy.then_some((index, url))
     }
 
     fn count_run(&self, body: &Bytes) {
@@ -276,29 +359,76 @@ impl FakeVerda {
     fn set(&self, id: &str, status: Status, answer: Option<(u16, Bytes)>) {
         if let Some(inference) = lock(&self.inferences).get_mut(id) {
             inference.status = status;
-            inference.answered = answer.as_ref().map(|_| std::time::Instant::now());
+            inference.answered = answer.as_ref().map(|_| Instant::now());
             inference.answer = answer;
         }
     }
 
+    /// Whether the request TTL has removed `inference`.
+    fn expired(&self, inference: &Inference) -> bool {
+        let switches = self.switches();
+        let Some(ttl) = switches.ttl else {
+            return false;
+        };
+        let queued = matches!(inference.status, Status::Initialized | Status::Queue);
+        let counts = switches.ttl_scope == TtlScope::FromSubmit || queued;
+        counts && inference.submitted.elapsed() >= ttl
+    }
+
+    /// The request `id` as status and result see it: `None` when unknown,
+    /// not known yet (the status lags the submit), or removed by the TTL.
+    fn visible<T>(&self, id: &str, read: impl FnOnce(&Inference) -> T) -> Option<T> {
+        let lag = self.switches().status_lag;
+        let mut inferences = lock(&self.inferences);
+        let inference = inferences.get(id)?;
+        if self.expired(inference) {
+            inferences.remove(id);
+            return None;
+        }
+        (inference.submitted.elapsed() >= lag).then(|| read(inference))
+    }
+
     /// Runs one queued request on a random replica, playing the faults.
     async fn run(self: Arc<Self>, id: String, path: String, body: Bytes) {
-        if *lock(&self.fault) == Fault::Hang {
-            return;
-        }
-        // Verda's queue: wait for a live replica.
-        let (index, url) = loop {
-            if let Some(replica) = self.pick() {
-                break replica;
+        self.set(&id, Status::Queue, None);
+        loop {
+            // Verda's queue: wait for a routable replica, unless the TTL
+            // drops the request first.
+            let (index, url) = loop {
+                let expired = match lock(&self.inferences).get(&id) {
+                    Some(inference) => self.expired(inference),
+                    None => true,
+                };
+                if expired {
+                    lock(&self.inferences).remove(&id);
+                    tracing::debug!(inference = %id, "fake verda: request TTL passed in the queue");
+                    return;
+                }
+                if let Some(replica) = self.routable().await {
+                    break replica;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            if self.run_on(&id, index, &url, &path, body.clone()).await {
+                return;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+            // Reclaimed, and Verda delivers the request again.
+            self.set(&id, Status::Queue, None);
+        }
+    }
+
+    /// One run on replica `index`; `false` when its replica was reclaimed
+    /// and the request goes back to the queue.
+    async fn run_on(&self, id: &str, index: usize, url: &str, path: &str, body: Bytes) -> bool {
         // The fault as it is when the run reaches its replica: a run that
         // waited out a reclaim window is not reclaimed afterwards.
         let fault = *lock(&self.fault);
-        self.set(&id, Status::Running, None);
+        self.set(id, Status::Inference, None);
         self.count_run(&body);
-        let run = self.ledger.start(&self.deployment, &body, &id);
+        let run = self.ledger.start(&self.deployment, &body, id);
+        if fault == Fault::Hang {
+            std::future::pending::<()>().await;
+        }
         let request = self
             .http
             .post(format!("{url}/{path}"))
@@ -322,9 +452,10 @@ impl FakeVerda {
             },
             _ => Some(forwarded.await),
         };
+        let gateway_error = || Some((502, Bytes::from_static(b"Bad Gateway")));
         match outcome {
             Some(Ok((code, bytes))) => {
-                // Verda sees any 200 as done; the worker's answer says
+                // Verda sees any answer as done; the worker's answer says
                 // whether the prompt ran to its end (`success`) or raised
                 // or was interrupted by a cancel (`error`).
                 let succeeded = code == 200
@@ -336,12 +467,14 @@ impl FakeVerda {
                     RunOutcome::Errored
                 };
                 self.ledger.finish(&run, outcome);
-                self.set(&id, Status::Completed, Some((code, bytes)))
+                self.set(id, Status::Completed, Some((code, bytes)));
+                true
             }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "fake verda: replica unreachable");
                 self.ledger.finish(&run, RunOutcome::Unreachable);
-                self.set(&id, Status::Failed, None);
+                self.set(id, Status::Completed, gateway_error());
+                true
             }
             None => {
                 self.ledger.finish(&run, RunOutcome::Reclaimed);
@@ -351,7 +484,16 @@ impl FakeVerda {
                     replica = index,
                     "fake verda: spot replica reclaimed mid-job"
                 );
-                self.set(&id, Status::Failed, None);
+                match self.switches().reclaim_end {
+                    ReclaimEnd::Redeliver => return false,
+                    ReclaimEnd::GatewayError => {
+                        self.set(id, Status::Completed, gateway_error());
+                    }
+                    ReclaimEnd::Gone => {
+                        lock(&self.inferences).remove(id);
+                    }
+                }
+                true
             }
         }
     }
@@ -363,15 +505,24 @@ async fn call(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = g.check(&deployment, &headers) {
-        return refused.into_response();
+    if let Some(refused) = g.refusal(&deployment, &headers) {
+        return refused;
     }
     let asynchronous = headers
         .get("prefer")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("respond-async"));
     if !asynchronous {
-        let Some((_, url)) = g.pick() else {
+        // A synchronous request waits in the queue too (for a while).
+        let mut replica = None;
+        for _ in 0..600 {
+            replica = g.routable().await;
+            if replica.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let Some((_, url)) = replica else {
             return (StatusCode::SERVICE_UNAVAILABLE, "no replica").into_response();
         };
         let request = if body.is_empty() {
@@ -396,9 +547,10 @@ async fn call(
     lock(&g.inferences).insert(
         id.clone(),
         Inference {
-            status: Status::Queued,
+            status: Status::Initialized,
             answer: None,
             answered: None,
+            submitted: Instant::now(),
         },
     );
     tokio::spawn(g.clone().run(id.clone(), path, body));
@@ -427,14 +579,13 @@ async fn status(
     Path(deployment): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = g.check(&deployment, &headers) {
-        return refused.into_response();
+    g.status_calls.fetch_add(1, Ordering::SeqCst);
+    if let Some(refused) = g.refusal(&deployment, &headers) {
+        return refused;
     }
     let id = inference_id(&headers);
-    match lock(&g.inferences).get(&id) {
-        Some(inference) => {
-            Json(json!({"Id": id, "Status": format!("{:?}", inference.status)})).into_response()
-        }
+    match g.visible(&id, |inference| inference.status) {
+        Some(status) => Json(json!({"Id": id, "Status": format!("{status:?}")})).into_response(),
         None => (StatusCode::NOT_FOUND, "unknown inference").into_response(),
     }
 }
@@ -444,26 +595,32 @@ async fn result(
     Path(deployment): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = g.check(&deployment, &headers) {
-        return refused.into_response();
+    if let Some(refused) = g.refusal(&deployment, &headers) {
+        return refused;
     }
     let id = inference_id(&headers);
     let late = match *lock(&g.fault) {
         Fault::LateResult(after) => after,
         _ => Duration::ZERO,
     };
-    match lock(&g.inferences).get(&id) {
-        Some(Inference {
-            answer: Some((code, body)),
-            answered: Some(at),
-            ..
-        }) if at.elapsed() >= late => {
-            let code = StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY);
-            (code, [("content-type", "application/json")], body.clone()).into_response()
+    let propagated = g.switches().result_code == ResultCode::Propagated;
+    let stored = g.visible(&id, |inference| {
+        match (&inference.answer, inference.answered) {
+            (Some((code, body)), Some(at)) if at.elapsed() >= late => Ok((*code, body.clone())),
+            _ => Err(inference.status),
         }
-        Some(inference) => (
+    });
+    match stored {
+        Some(Ok((code, body))) => {
+            let code = match propagated {
+                true => StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
+                false => StatusCode::OK,
+            };
+            (code, [("content-type", "application/json")], body).into_response()
+        }
+        Some(Err(status)) => (
             StatusCode::ACCEPTED,
-            Json(json!({"Id": id, "Status": format!("{:?}", inference.status)})),
+            Json(json!({"Id": id, "Status": format!("{status:?}")})),
         )
             .into_response(),
         None => (StatusCode::NOT_FOUND, "unknown inference").into_response(),

@@ -37,7 +37,8 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl FakeManagement {
-    /// An account with these credentials and `deployments` at min 0, max 4.
+    /// An account with these credentials and `deployments` at min 0, max 4,
+    /// a request TTL of 900 s.
     pub fn new(client_id: &str, client_secret: &str, deployments: &[&str]) -> Arc<Self> {
         let scaling = deployments
             .iter()
@@ -47,7 +48,7 @@ impl FakeManagement {
                     json!({
                         "min_replica_count": 0,
                         "max_replica_count": 4,
-                        "queue_message_ttl_seconds": 600,
+                        "queue_message_ttl_seconds": 900,
                         "concurrent_requests_per_replica": 1,
                         "scale_down_policy": {"delay_seconds": 300},
                     }),
@@ -81,6 +82,18 @@ impl FakeManagement {
     /// The deployment's minimum replicas now.
     pub fn min_replicas(&self, deployment: &str) -> Option<u64> {
         lock(&self.scaling).get(deployment)?["min_replica_count"].as_u64()
+    }
+
+    /// The deployment's maximum replicas now.
+    pub fn max_replicas(&self, deployment: &str) -> Option<u64> {
+        lock(&self.scaling).get(deployment)?["max_replica_count"].as_u64()
+    }
+
+    /// Sets the deployment's request TTL (`queue_message_ttl_seconds`).
+    pub fn set_request_ttl(&self, deployment: &str, seconds: u64) {
+        if let Some(scaling) = lock(&self.scaling).get_mut(deployment) {
+            scaling["queue_message_ttl_seconds"] = json!(seconds);
+        }
     }
 
     /// Every PATCH body, in order.
