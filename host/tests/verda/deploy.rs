@@ -155,7 +155,7 @@ async fn apply_creates_then_leaves_alone_then_updates_keeping_the_prewarmed_mini
     )
     .unwrap();
     scaling
-        .set_min_replicas("comfyume-h200-spot", 2)
+        .set_replicas("comfyume-h200-spot", 2, None)
         .await
         .unwrap();
     let cfg = config(dir.path(), &base, "ghcr.io/acme/comfyume-gpu:0.1.1");
