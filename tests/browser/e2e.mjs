@@ -321,15 +321,21 @@ async function pageFetch(page, pathAndQuery, init = {}) {
   );
 }
 
-function waitForEvent(page, predicateSource, arg) {
-  return page.waitForFunction(
-    ({ source, arg }) => {
-      const predicate = new Function('e', 'arg', `return (${source});`);
-      return window.__e2e.events.find((e) => predicate(e, arg)) ?? false;
-    },
-    { source: predicateSource, arg },
-    { timeout: config.timeout, polling: 50 },
-  );
+// The predicate runs here in Node, not in the page: the editor's CSP has no
+// 'unsafe-eval', so `new Function` inside the page is refused (as it should
+// be); the page only hands over the events it recorded.
+async function waitForEvent(page, predicateSource, arg) {
+  const predicate = new Function('e', 'arg', `return (${predicateSource});`);
+  const deadline = Date.now() + config.timeout;
+  let seen = 0;
+  for (;;) {
+    const fresh = await page.evaluate((from) => window.__e2e.events.slice(from), seen);
+    const found = fresh.find((e) => predicate(e, arg));
+    if (found) return found;
+    seen += fresh.length;
+    if (Date.now() > deadline) throw new Error(`no event matching ${predicateSource} within ${config.timeout} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 // ---------------------------------------------------------------- stages

@@ -442,6 +442,11 @@ auto_install = false
 
 [attendees]
 templates_dir = "{templates}"
+# The rehearsal compresses the day (--speed): a real day's per-minute
+# submit rate would be reached several times sooner and refuse the scripted
+# Run presses; the limit itself is tested in host/tests/attendee_api.
+submits_per_minute = 6000
+submit_burst = 500
 
 {pools}"#,
         scheduler = plan.scheduler,

@@ -22,6 +22,10 @@ async fn one_slot_host(step_ms: u64) -> Running {
         if let Some(pool) = config.pools.get_mut("rehearsal") {
             pool.capacity = 1;
         }
+        // The load submits as fast as it can, past the per-attendee rate a
+        // workshop allows: this test is about the swap, not that limit.
+        config.attendees.submits_per_minute = 100_000;
+        config.attendees.submit_burst = 10_000;
     })
     .await
 }
