@@ -157,6 +157,10 @@ impl Attendee {
             hosts,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
+                // Under the host's idle close (server.header_timeout_secs,
+                // 10 s): a kept-alive connection reused just as the host
+                // closes it is cut, which a browser retries by itself.
+                .pool_idle_timeout(Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
             shared: Arc::new(Shared {

@@ -148,15 +148,18 @@ async fn health(State(w): State<Arc<Worker>>) -> Response {
         )
             .into_response();
     }
-    if let Some(reason) = w.readiness.get().and_then(|r| r.not_ready()) {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "starting", "reason": reason, "running": w.running()})),
-        )
-            .into_response();
-    }
-    // Any answer of ComfyUI's queue endpoint will do: it is up and serving.
-    if !w.ready.load(Ordering::SeqCst) {
+    // A supervised ComfyUI has its own readiness (it answered, the models
+    // are in place); otherwise any answer of ComfyUI's queue endpoint will
+    // do: it is up and serving.
+    if let Some(readiness) = w.readiness.get() {
+        if let Some(reason) = readiness.not_ready() {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "starting", "reason": reason, "running": w.running()})),
+            )
+                .into_response();
+        }
+    } else if !w.ready.load(Ordering::SeqCst) {
         match w
             .client
             .in_queue("00000000-0000-0000-0000-000000000000")
