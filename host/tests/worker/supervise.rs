@@ -47,13 +47,18 @@ async fn wait_for(
     }
 }
 
-/// Kills the worker if the test fails before it stops it.
-struct KillOnDrop(i32);
+/// Kills the worker, and the fake ComfyUI it supervises (its pid is in the
+/// pid file), if the test fails before it stops them: a fake left running
+/// holds the test runner's output pipe open.
+struct KillOnDrop(i32, std::path::PathBuf);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         if alive(self.0) {
             unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+        if let Some(comfyui) = pid_in(&self.1).filter(|pid| alive(*pid)) {
+            unsafe { libc::kill(comfyui, libc::SIGKILL) };
         }
     }
 }
@@ -103,7 +108,7 @@ async fn the_worker_supervises_comfyui_and_health_waits_for_it_and_the_models() 
         .spawn()
         .unwrap();
     let worker_pid = worker.id() as i32;
-    let _kill = KillOnDrop(worker_pid);
+    let _kill = KillOnDrop(worker_pid, pid_file.clone());
     let url = format!("http://127.0.0.1:{worker_port}");
     comfyume::tls::install_provider();
     let http = reqwest::Client::builder()
