@@ -162,10 +162,7 @@ async fn queue_prompts(
     refused
 }
 
-async fn open_socket(
-    port: u16,
-    name: &str,
-) -> Option<tokio::task::JoinHandle<()>> {
+async fn open_socket(port: u16, name: &str) -> Option<tokio::task::JoinHandle<()>> {
     let mut request = format!("ws://127.0.0.1:{port}/ws?clientId={name}-{}", rand_suffix())
         .into_client_request()
         .ok()?;

@@ -191,7 +191,7 @@ async fn one(
     {
         verified.insert(key, Verified::of(&meta, expected));
     }
-    let pin = (model.sha256.is_none() || model.size.is_none()).then(|| (size, sha));
+    let pin = (model.sha256.is_none() || model.size.is_none()).then_some((size, sha));
     Ok(Outcome::Downloaded { pin })
 }
 

@@ -159,8 +159,7 @@ mod tests {
         // Spin until this thread has used 25 ms of its own CPU (not 25 ms of
         // wall time: on a loaded machine those differ, which is the point).
         let spin = Instant::now();
-        while budget.own() < Duration::from_millis(25) && spin.elapsed() < Duration::from_secs(10)
-        {
+        while budget.own() < Duration::from_millis(25) && spin.elapsed() < Duration::from_secs(10) {
             std::hint::black_box(0u64);
         }
         assert_eq!(budget.remaining(), Err(Overrun::OwnTime));

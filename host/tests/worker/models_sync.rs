@@ -373,10 +373,8 @@ async fn a_full_disk_fails_the_sync_and_leaves_no_file_in_place() {
     let manifest = write_manifest(work.path(), &entry(addr, "big.safetensors", "vae", ""));
     let dest = work.path().join("models");
     std::fs::create_dir_all(&dest).unwrap();
-    let run = format!(
-        "\"$BIN\" models sync --retries 0 --manifest \"$MANIFEST\" --dest \"$DEST\"; rc=$?; \
-         echo LISTING; ls -a \"$DEST/vae\"; ls -a \"$DEST\"; exit $rc"
-    );
+    let run = "\"$BIN\" models sync --retries 0 --manifest \"$MANIFEST\" --dest \"$DEST\"; rc=$?; \
+         echo LISTING; ls -a \"$DEST/vae\"; ls -a \"$DEST\"; exit $rc";
     let tmpfs = format!("mount -t tmpfs -o size=64k tmpfs \"$DEST\" || exit 99; {run}");
     let env = |cmd: &mut std::process::Command| {
         cmd.env("BIN", env!("CARGO_BIN_EXE_comfyume"))
