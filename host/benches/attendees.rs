@@ -17,10 +17,10 @@
 //! argon2, which would measure the password hash rather than the host
 //! (`benches/auth.rs` measures that separately).
 
-use std::io::Read as _;
-use std::net::TcpListener;
+#[path = "common/host.rs"]
+mod host;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,27 +33,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 const PASSWORD: &str = "load-test";
 const PROMPTS_PER_ATTENDEE: usize = 3;
 
-struct Host {
-    child: Child,
-    port: u16,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn start_host(attendees: usize) -> Host {
+fn start_host(attendees: usize) -> host::Host {
     let data = tempfile::tempdir().expect("tempdir");
     let cheap = argon2::Params::new(8, 1, 1, None).expect("params");
     let hash = comfyume::auth::hash_password(PASSWORD, &cheap).expect("hash");
@@ -68,56 +48,23 @@ fn start_host(attendees: usize) -> Host {
         Ok(())
     })
     .expect("users");
-    let port = free_port();
-    let config = data.path().join("comfyume.toml");
+    let port = host::free_port();
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/ui");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\n\
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\n\
              [frontend]\nauto_install = false\n\
              [attendees]\ntemplates_dir = {templates:?}\n\
              [queue]\nmax_pending = 50\nmax_running = 4\n\
              [pools.rehearsal]\nkind = \"rehearsal\"\ncapacity = 64\ncold_start_ms = 0\nstep_ms = 2\n",
-            data = data.path().display().to_string(),
-            templates = templates.display().to_string(),
-        ),
-    )
-    .expect("config");
-    let child = Command::new(env!("CARGO_BIN_EXE_comfyume"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("COMFYUME_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("comfyume serve");
-    let host = Host {
-        child,
+        data = data.path().display().to_string(),
+        templates = templates.display().to_string(),
+    );
+    host::start(
+        Path::new(env!("CARGO_BIN_EXE_comfyume")),
+        data,
         port,
-        _data: data,
-    };
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "serve never listened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    host
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let mut status = String::new();
-    std::fs::File::open(format!("/proc/{pid}/status"))
-        .and_then(|mut f| f.read_to_string(&mut status))
-        .expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+        &config,
+    )
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -235,7 +182,7 @@ async fn run(attendees: usize) -> Value {
     let pid = host.child.id();
     // Let the host settle (plugins compiled, rehearsal up) before "idle".
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle = rss_kib(pid);
+    let idle = host::rss_kib(pid);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
@@ -260,7 +207,7 @@ async fn run(attendees: usize) -> Value {
     // Every attendee has submitted and listed; their sockets are still open.
     submitted.wait().await;
     let elapsed = burst.elapsed();
-    let connected_rss = rss_kib(pid);
+    let connected_rss = host::rss_kib(pid);
     hold.add_permits(attendees);
     let mut baseline = Vec::new();
     let mut submits = Vec::new();

@@ -15,10 +15,10 @@
 //! (e.g. the previous commit's, for a before/after ratio in the same run
 //! conditions); by default it is this build's binary.
 
-use std::io::Read as _;
-use std::net::TcpListener;
+#[path = "common/host.rs"]
+mod host;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,33 +29,13 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 const PASSWORD: &str = "a workshop password";
 
-struct Host {
-    child: Child,
-    port: u16,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn binary() -> PathBuf {
     std::env::var_os("COMFYUME_BENCH_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_comfyume")))
 }
 
-fn start_host(attendees: usize, prompts: usize) -> Host {
+fn start_host(attendees: usize, prompts: usize) -> host::Host {
     let data = tempfile::tempdir().expect("tempdir");
     // The default argon2id cost: every first login is a real verification.
     let hash = comfyume::auth::hash_password(PASSWORD, &argon2::Params::default()).expect("hash");
@@ -70,59 +50,24 @@ fn start_host(attendees: usize, prompts: usize) -> Host {
         Ok(())
     })
     .expect("users");
-    let port = free_port();
-    let config = data.path().join("comfyume.toml");
+    let port = host::free_port();
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/ui");
     // One slot whose steps take an hour: the first job holds it, every other
     // prompt waits in the queue, as behind a busy GPU.
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\n\
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\n\
              [frontend]\nauto_install = false\n\
              [attendees]\ntemplates_dir = {templates:?}\n\
              [queue]\nmax_pending = {prompts}\nmax_running = 1\n\
              [pools.rehearsal]\nkind = \"rehearsal\"\ncapacity = 1\ncold_start_ms = 0\nstep_ms = 3600000\n",
-            data = data.path().display().to_string(),
-            templates = templates.display().to_string(),
-        ),
-    )
-    .expect("config");
-    let child = Command::new(binary())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("COMFYUME_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("comfyume serve");
-    let host = Host {
-        child,
-        port,
-        _data: data,
-    };
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "serve never listened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    host
+        data = data.path().display().to_string(),
+        templates = templates.display().to_string(),
+    );
+    host::start(&binary(), data, port, &config)
 }
 
 fn rss_mib(pid: u32) -> f64 {
-    let mut status = String::new();
-    std::fs::File::open(format!("/proc/{pid}/status"))
-        .and_then(|mut f| f.read_to_string(&mut status))
-        .expect("/proc status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    (kib as f64 / 1024.0 * 10.0).round() / 10.0
+    (host::rss_kib(pid) as f64 / 1024.0 * 10.0).round() / 10.0
 }
 
 /// RSS once the host has had time to hand back what it freed.
